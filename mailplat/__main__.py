@@ -1,0 +1,5 @@
+"""`python -m mailplat` runs the command-line interface."""
+
+from mailplat.cli import main
+
+main()

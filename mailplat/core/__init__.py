@@ -1,0 +1,1 @@
+"""Shared vocabulary: addresses, envelopes, replies, errors, ids. Imports nothing else of mailplat."""
