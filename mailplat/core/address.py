@@ -35,7 +35,7 @@ class Address:
     @property
     def key(self) -> str:
         """The comparison key: local part folded to lower case, domain as stored."""
-        return f"{self.local.lower()}@{self.domain}"
+        return f"{quote_local(self.local.lower())}@{self.domain}"
 
     @property
     def is_literal(self) -> bool:
@@ -56,7 +56,15 @@ class Address:
         return any(c in self.local for c in "%!@")
 
     def __str__(self) -> str:
-        return f"{self.local}@{self.domain}"
+        return f"{quote_local(self.local)}@{self.domain}"
+
+
+def quote_local(local: str) -> str:
+    """The local part as written in a path: quoted (RFC 5321 §4.1.2) unless a dot-atom."""
+    if all(part and _ATEXT.match(part) for part in local.split(".")):
+        return local
+    escaped = local.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def _check_chars(text: str) -> None:
@@ -125,9 +133,7 @@ def _normalise_local(local: str) -> str:
         inner = re.sub(r"\\(.)", r"\1", local[1:-1])
         if not inner:
             raise AddressError("empty quoted local part")
-        # A quoted local part that needs no quotes is the same mailbox unquoted (RFC 5321 §4.1.2).
-        if all(_ATEXT.match(p) for p in inner.split(".")):
-            return inner
+        # Unquoted here; quote_local puts quotes back where a dot-atom cannot hold it.
         return inner
     parts = local.split(".")
     if any(not p or not _ATEXT.match(p) for p in parts):

@@ -7,6 +7,8 @@ detail for the log that never reaches the client (maddy's rule).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class MailplatError(Exception):
     """Base of every error mailplat raises on purpose."""
@@ -17,9 +19,11 @@ class MailplatError(Exception):
 class ConfigError(MailplatError):
     """A site could not be loaded or validated; carries every diagnostic."""
 
-    def __init__(self, diagnostics: list[object], message: str = "configuration is invalid") -> None:
+    def __init__(
+        self, diagnostics: Sequence[object], message: str = "configuration is invalid"
+    ) -> None:
         super().__init__(message)
-        self.diagnostics = diagnostics
+        self.diagnostics = list(diagnostics)
 
 
 class AddressError(MailplatError, ValueError):

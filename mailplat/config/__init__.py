@@ -1,0 +1,1 @@
+"""Pure configuration: YAML -> pydantic models -> compiled Directory. Reads files, writes nothing."""

@@ -1,0 +1,355 @@
+"""Load a site folder into validated models, or every error with file:line:col.
+
+Input: `sites/<site>/` holding site.yaml, postoffices/*.yaml, optional
+expect.yaml. Output: a SiteConfig (frozen) and its warnings, or ConfigError
+carrying every Diagnostic at once (syntax, shape, unknown keys with a "did you
+mean", cross-object rules from validate.py).
+
+Fast path: yamlread's C-parser builder and pydantic; positions are computed
+only for files that have something to report. A LoadCache keeps parsed
+postoffice files by (mtime, size) so a reload re-parses only what changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from mailplat.config.diagnostics import Diagnostic, Location, error, has_errors
+from mailplat.config.models.expect import Expectations
+from mailplat.config.models.postoffice import Postoffice
+from mailplat.config.models.site import Site
+from mailplat.config.yamlread import PathT, YamlDoc, read_yaml_text
+from mailplat.core.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+SCHEMA_LINE = "# yaml-language-server: $schema="
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """A loaded, validated site. Files are named relative to the site's parent folder."""
+
+    root: Path
+    name: str
+    site: Site
+    postoffices: dict[str, Postoffice]
+    files: dict[str, str]  # postoffice name -> display path of its file
+    site_file: str
+    expect: Expectations | None
+    digest: str  # hash of every file's content: the config's identity
+    warnings: tuple[Diagnostic, ...] = ()
+
+    def file_of(self, postoffice: str) -> str:
+        return self.files[postoffice]
+
+
+@dataclass
+class _Cached:
+    stamp: tuple[int, int]
+    digest: str
+    model: Postoffice | None
+    diags: list[Diagnostic]
+
+
+@dataclass
+class LoadCache:
+    """Parsed postoffice files by path, reused while (mtime, size) is unchanged."""
+
+    entries: dict[str, _Cached] = field(default_factory=dict)
+    parsed: int = 0  # files parsed by the last load (for tests and status)
+
+
+def _display(path: Path, site_dir: Path) -> str:
+    try:
+        return str(path.relative_to(site_dir.parent))
+    except ValueError:
+        return str(path)
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class a pydantic loc points into (to suggest valid keys)."""
+    tp: Any = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            info = tp.model_fields.get(str(part))
+            if info is None:
+                info = next((f for f in tp.model_fields.values() if f.alias == part), None)
+            if info is None:
+                return None
+            tp = info.annotation
+        elif typing.get_origin(tp) in (dict, list):
+            tp = typing.get_args(tp)[-1]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional/Annotated down to the interesting type."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            tp = models[0] if models else args[0]
+            if not models and len(args) > 1:
+                return tp
+        else:
+            return tp
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[PathT, bool]:
+    """The longest prefix of loc that exists in data; True if loc ends on a dict key."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if part == "[key]":
+            return tuple(path), True
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            node = node[part]
+        else:
+            break
+        path.append(part)
+    return tuple(path), False
+
+
+def _friendly(err: Any) -> str:
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    return msg
+
+
+def validation_diagnostics(
+    model: type[BaseModel], data: Any, exc: ValidationError, file: str, base: PathT = ()
+) -> list[Diagnostic]:
+    """Turn a pydantic ValidationError into diagnostics, one per problem place."""
+    grouped: dict[tuple[PathT, str], list[str]] = {}
+    hints: dict[tuple[PathT, str], str] = {}
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path, on_key = _data_path(data, loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            owner = _model_at(model, loc[:-1])
+            fields = sorted(owner.model_fields) if owner else []
+            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(fields)}"
+            gkey = (path, f"unknown key {key!r}")
+            grouped.setdefault(gkey, [])
+            hints[gkey] = hint
+        elif kind == "missing":
+            gkey = (path, f"missing required key {loc[-1]!r}")
+            grouped.setdefault(gkey, [])
+            hints[gkey] = f"add `{loc[-1]}:` here"
+        else:
+            what = "key" if on_key else "value"
+            gkey = (path, f"invalid {what}")
+            grouped.setdefault(gkey, []).append(_friendly(err))
+    out = []
+    for (path, summary), msgs in grouped.items():
+        uniq = list(dict.fromkeys(msgs))
+        text = f"{summary}: {' or '.join(uniq)}" if uniq else summary
+        out.append(error(file, (*base, *path), text, hints.get((path, summary), "")))
+    return out
+
+
+def _validate(model: type[M], data: Any, file: str) -> tuple[M | None, list[Diagnostic]]:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return None, [error(file, (), "the file must hold a mapping (key: value lines)")]
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, validation_diagnostics(model, data, exc, file)
+
+
+def _problem_diags(doc: YamlDoc, file: str) -> list[Diagnostic]:
+    return [
+        Diagnostic("error", p.message, Location(file, p.path, p.line, p.col), hint=p.hint)
+        for p in doc.problems
+    ]
+
+
+def _load_file(path: Path, display: str, model: type[M]) -> tuple[str, M | None, list[Diagnostic]]:
+    """Read and validate one file; returns its digest, model and diagnostics."""
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return "", None, [error(display, (), f"cannot read file: {exc}")]
+    digest = hashlib.sha256(raw).hexdigest()
+    doc = read_yaml_text(text)
+    diags = _problem_diags(doc, display)
+    if (
+        doc.data is None
+        and doc.problems
+        and not any("duplicate" in p.message for p in doc.problems)
+    ):
+        return digest, None, diags
+    obj, more = _validate(model, doc.data, display)
+    return digest, obj, diags + more
+
+
+def locate(diags: list[Diagnostic], files: dict[str, Path]) -> list[Diagnostic]:
+    """Fill line/col of diagnostics that only know their path, re-reading just those files."""
+    need = {d.location.file for d in diags if d.location and not d.location.line}
+    marks: dict[str, dict[PathT, tuple[int, int, int, int]]] = {}
+    for display in need:
+        path = files.get(display)
+        if path is None:
+            continue
+        try:
+            marks[display] = read_yaml_text(path.read_text("utf-8"), with_marks=True).marks
+        except (OSError, UnicodeDecodeError):
+            continue
+    out = []
+    for d in diags:
+        loc = d.location
+        if loc is None or loc.line or loc.file not in marks:
+            out.append(d)
+            continue
+        table = marks[loc.file]
+        at = loc.path
+        # Walk up to the nearest path we know (a missing key points at its parent).
+        while at and at not in table:
+            at = at[:-1]
+        if at:
+            kl, kc, vl, vc = table[at]
+            on_key = d.summary.startswith(("unknown key", "invalid key", "duplicate"))
+            out.append(d.located(kl, kc) if on_key or at != loc.path else d.located(vl, vc))
+        else:
+            out.append(d.located(1, 1))
+    return out
+
+
+def load_site(site_dir: Path, cache: LoadCache | None = None) -> SiteConfig:
+    """Load and validate a whole site; raise ConfigError with every diagnostic."""
+    from mailplat.config.validate import validate_site
+
+    site_dir = site_dir.resolve()
+    if not site_dir.is_dir():
+        raise ConfigError(
+            [Diagnostic("error", f"site folder {site_dir} does not exist")], "no such site"
+        )
+    files: dict[str, Path] = {}
+    diags: list[Diagnostic] = []
+    digest = hashlib.sha256()
+
+    site_path = site_dir / "site.yaml"
+    site_display = _display(site_path, site_dir)
+    files[site_display] = site_path
+    if site_path.exists():
+        d, site, more = _load_file(site_path, site_display, Site)
+        digest.update(d.encode())
+        diags += more
+    else:
+        site = Site()
+        diags.append(
+            error(site_display, (), "site.yaml is missing", "create it; `{}` is a valid minimum")
+        )
+
+    postoffices: dict[str, Postoffice] = {}
+    po_files: dict[str, str] = {}
+    po_dir = site_dir / "postoffices"
+    paths = sorted(po_dir.glob("*.yaml")) if po_dir.is_dir() else []
+    if cache is not None:
+        cache.parsed = 0
+        live = {str(p) for p in paths}
+        for gone in set(cache.entries) - live:
+            del cache.entries[gone]
+    for path in paths:
+        display = _display(path, site_dir)
+        files[display] = path
+        key = str(path)
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        entry = cache.entries.get(key) if cache is not None else None
+        if entry is None or entry.stamp != stamp:
+            d, po, more = _load_file(path, display, Postoffice)
+            entry = _Cached(stamp, d, po, more)
+            if cache is not None:
+                cache.entries[key] = entry
+                cache.parsed += 1
+        digest.update(entry.digest.encode())
+        diags += entry.diags
+        if entry.model is None:
+            continue
+        name = entry.model.name or path.stem
+        if entry.model.name and entry.model.name != path.stem:
+            diags.append(
+                error(
+                    display,
+                    ("name",),
+                    f"postoffice name {entry.model.name!r} does not match the file name",
+                    f"rename the file to {entry.model.name}.yaml or drop `name:`",
+                )
+            )
+        postoffices[name] = entry.model
+        po_files[name] = display
+
+    expect: Expectations | None = None
+    expect_path = site_dir / "expect.yaml"
+    if expect_path.exists():
+        display = _display(expect_path, site_dir)
+        files[display] = expect_path
+        d, expect, more = _load_file(expect_path, display, Expectations)
+        digest.update(d.encode())
+        diags += more
+
+    if site is None:
+        raise ConfigError(locate(diags, files))
+    config = SiteConfig(
+        root=site_dir,
+        name=site_dir.name,
+        site=site,
+        postoffices=postoffices,
+        files=po_files,
+        site_file=site_display,
+        expect=expect,
+        digest=digest.hexdigest(),
+    )
+    if not has_errors(diags):
+        diags += validate_site(config)
+    diags = locate(diags, files)
+    if has_errors(diags):
+        raise ConfigError(diags)
+    return SiteConfig(**{**config.__dict__, "warnings": tuple(d for d in diags if not d.is_error)})
+
+
+def default_data_root(site_dir: Path) -> Path:
+    """The checkout's queues/<site>: the nearest ancestor holding a queues/ folder."""
+    site_dir = site_dir.resolve()
+    for parent in site_dir.parents:
+        if (parent / "queues").is_dir():
+            return parent / "queues" / site_dir.name
+    return Path.cwd() / "queues" / site_dir.name
+
+
+def data_root(config: SiteConfig, override: str | None, env: str | None) -> Path:
+    """--data, else MAILPLAT_DATA, else the site's server.data_root, else queues/<site>."""
+    if override:
+        return Path(override).resolve()
+    if env:
+        return Path(env).resolve()
+    if config.site.server.data_root:
+        return (config.root / config.site.server.data_root).resolve()
+    return default_data_root(config.root)

@@ -1,0 +1,100 @@
+"""Shared model base and field types for the config models.
+
+Every model is frozen and refuses unknown keys, so a typo is an error with a
+"did you mean" hint rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from mailplat.core.address import normalise_domain, parse_address
+from mailplat.core.errors import AddressError
+
+
+class Model(BaseModel):
+    """Base of every config model: frozen, strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _host_port(value: str) -> str:
+    """`host:port`, `[v6]:port` or bare `host`; the port must be 1-65535."""
+    host, port = split_host_port(value, default_port=None)
+    if not host:
+        raise ValueError("needs a host, e.g. 127.0.0.1:2525")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("port must be between 1 and 65535")
+    return value
+
+
+def split_host_port(value: str, default_port: int | None) -> tuple[str, int | None]:
+    """Split `host:port`; IPv6 addresses go in brackets (`[::1]:25`)."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            raise ValueError("unterminated [ in IPv6 address")
+        host, rest = value[1:end], value[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError("expected :port after ]")
+        port_text = rest[1:] if rest else ""
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+    else:
+        host, port_text = value, ""
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit():
+        raise ValueError(f"port {port_text!r} is not a number")
+    return host, int(port_text)
+
+
+def _ip_pattern(value: str) -> str:
+    """An IP, a CIDR range, or an IPv4 pattern with `*` wildcards (`192.168.*.*`)."""
+    if "*" in value:
+        parts = value.split(".")
+        if len(parts) != 4 or any(p != "*" and not (p.isdigit() and int(p) < 256) for p in parts):
+            raise ValueError("a wildcard pattern has four parts, each a number or *")
+        return value
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP, CIDR range or wildcard pattern") from exc
+    return value
+
+
+def _domain(value: str) -> str:
+    try:
+        return normalise_domain(value)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _email(value: str) -> str:
+    try:
+        return str(parse_address(value))
+    except AddressError as exc:
+        raise ValueError(f"{value!r} is not a mail address: {exc}") from exc
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _name(value: str) -> str:
+    """Mailbox, postoffice, group and list names: safe as a directory name and a local part."""
+    if not _NAME.match(value) or ".." in value:
+        raise ValueError(
+            "use letters, digits, '.', '_' or '-' (no '/', no '..'), starting with a letter or digit"
+        )
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+IpPattern = Annotated[str, AfterValidator(_ip_pattern)]
+DomainName = Annotated[str, AfterValidator(_domain)]
+EmailAddress = Annotated[str, AfterValidator(_email)]
+Name = Annotated[str, AfterValidator(_name)]

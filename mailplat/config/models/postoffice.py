@@ -1,0 +1,153 @@
+"""One postoffice: `sites/<site>/postoffices/<name>.yaml`.
+
+A postoffice owns domains, mailboxes, groups and lists. Collections are maps
+keyed by name, so a name is unique by construction and a diff reads well.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from mailplat.config.models.base import DomainName, EmailAddress, HostPort, Model, Name
+
+Quota = int | Literal["unlimited"]
+
+# Hash formats we accept (Dovecot-style {SCHEME} prefixes are allowed too).
+HASH_PREFIXES = ("$argon2id$", "$argon2i$", "$2a$", "$2b$", "$2y$", "$6$")
+
+
+def strip_scheme(value: str) -> str:
+    """Drop a Dovecot `{SCHEME}` prefix, keeping the crypt string."""
+    if value.startswith("{") and "}" in value:
+        return value.split("}", 1)[1]
+    return value
+
+
+class Domain(Model):
+    """A mail domain of this postoffice."""
+
+    disabled: bool = Field(False, description="Refuse mail for this domain (550).")
+    abuse: str | None = Field(None, description="Where abuse@ goes: a mailbox name or an address.")
+    postmaster: str | None = Field(
+        None, description="Where postmaster@ goes: a mailbox name or an address."
+    )
+    catchall: str | None = Field(
+        None, description="Where mail for unknown addresses goes: a mailbox name or an address."
+    )
+    smart_host: HostPort | None = Field(
+        None, description="Forward all of this domain's mail to host[:port] (backup MX)."
+    )
+    sender_blacklist: list[DomainName] = Field(
+        default_factory=list, description="Sender domains refused for this domain."
+    )
+
+
+class Redirect(Model):
+    """Forward a mailbox's mail."""
+
+    to: list[EmailAddress] = Field(min_length=1, description="Addresses to forward to.")
+    keep_copy: bool = Field(False, description="Also keep a copy in this mailbox.")
+
+
+class Autoresponder(Model):
+    """Reply automatically (never to bulk mail, lists or null senders)."""
+
+    enabled: bool = True
+    subject: str = "Out of office"
+    body: str
+
+
+class DeliveryEvent(Model):
+    """Run a program after each delivery: `program postoffice mailbox messagefile`."""
+
+    program: str
+
+
+class Mailbox(Model):
+    """A mailbox: a Maildir plus login, addresses and delivery options."""
+
+    password: str | None = Field(
+        None,
+        description="Password hash: argon2id, bcrypt or SHA512-crypt (make one: mailplat passwd).",
+    )
+    type: Literal["user", "admin"] = "user"
+    quota_mb: Quota | None = Field(
+        None, description="Size limit in MB, or unlimited; default: the postoffice's."
+    )
+    disabled: bool = Field(False, description="Refuse mail for this mailbox (550).")
+    logon_disabled: bool = Field(False, description="Refuse POP3/SMTP logins.")
+    addresses: list[EmailAddress] = Field(
+        default_factory=list, description="Extra addresses, on domains of this postoffice."
+    )
+    reply_to: EmailAddress | None = None
+    redirect: Redirect | None = None
+    autoresponder: Autoresponder | None = None
+    delivery_event: DeliveryEvent | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _hashed(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not strip_scheme(value).startswith(HASH_PREFIXES):
+            raise ValueError(
+                "plain-text passwords are refused; run `mailplat passwd` and paste the hash"
+            )
+        return value
+
+
+class Group(Model):
+    """One address that expands to many."""
+
+    display_name: str | None = None
+    address: EmailAddress
+    members: list[EmailAddress] = Field(default_factory=list)
+
+
+class MailingList(Model):
+    """A list server address."""
+
+    domain: DomainName = Field(description="Domain of the list; its address is <name>@<domain>.")
+    owner: str = Field(description="Owner/moderator: a mailbox name or an address.")
+    disabled: bool = False
+    help_enabled: bool = True
+    send_from: Literal["list", "moderator"] = "list"
+    type: Literal["open", "moderated"] = "open"
+    subscriptions: Literal["anyone", "not_by_email", "confirmed"] = "confirmed"
+    posting: Literal["anyone", "subscribers", "password"] = "subscribers"
+    password: str | None = Field(None, description="Hash of the posting password ([:pw:]).")
+    reply_to: Literal["list", "poster", "moderator"] = "list"
+    subject_prefix: Literal["list_name", "none"] | str = Field(
+        "list_name", description="list_name, none, or a custom text."
+    )
+    header: str | None = None
+    footer: str | None = None
+    members: list[EmailAddress] = Field(
+        default_factory=list, description="Declared members (runtime subscribers add to them)."
+    )
+
+
+class Welcome(Model):
+    """Message placed in every new mailbox."""
+
+    subject: str = "Welcome"
+    body: str
+
+
+class Postoffice(Model):
+    """A customer account: domains, mailboxes, groups and lists."""
+
+    name: Name | None = Field(None, description="Defaults to the file name; must match it.")
+    domains: dict[DomainName, Domain] = Field(
+        default_factory=dict, description="Domains by name (at least one)."
+    )
+    default_quota_mb: Quota = Field("unlimited", description="Quota for mailboxes that set none.")
+    auto_address: bool = Field(
+        True, description="Give every mailbox <name>@ each domain of the postoffice."
+    )
+    welcome: Welcome | None = None
+    mailboxes: dict[Name, Mailbox] = Field(default_factory=dict)
+    groups: dict[Name, Group] = Field(default_factory=dict)
+    lists: dict[Name, MailingList] = Field(default_factory=dict)

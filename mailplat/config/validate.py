@@ -1,0 +1,334 @@
+"""Cross-object rules of a site, checked after every file has the right shape.
+
+Input: a SiteConfig whose files each validated. Output: every Diagnostic
+found (errors and warnings), each with a file and a path into it; the loader
+turns paths into line:col. Rules:
+- every postoffice has a domain; a domain belongs to exactly one postoffice;
+- an address belongs to exactly one target site-wide (mailbox addresses,
+  group addresses and list addresses share one namespace);
+- mailbox, group and list addresses use a domain of their own postoffice;
+- abuse/postmaster/catchall/owner targets name a mailbox or a valid address,
+  and local target addresses exist;
+- no group or redirect loops;
+- default_postoffice exists; listeners do not collide; TLS listeners have certs;
+- warnings: no postmaster, local-sender relaying, open privileged ranges.
+"""
+
+from __future__ import annotations
+
+from mailplat.config.diagnostics import Diagnostic, PathPart, error, warning
+from mailplat.config.load import SiteConfig
+from mailplat.core.address import try_parse
+from mailplat.core.netmatch import is_open_range
+
+Owner = tuple[str, tuple[PathPart, ...], str]  # file, path, description
+
+
+def validate_site(config: SiteConfig) -> list[Diagnostic]:
+    """Every cross-object problem of a site."""
+    diags: list[Diagnostic] = []
+    diags += _check_site(config)
+    owners, edges, targets = _collect(config, diags)
+    diags += _check_targets(config, owners, targets)
+    diags += _check_loops(config, edges)
+    return diags
+
+
+def _check_site(config: SiteConfig) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    f = config.site_file
+    site = config.site
+    default = site.server.default_postoffice
+    if default and default not in config.postoffices:
+        out.append(
+            error(
+                f,
+                ("server", "default_postoffice"),
+                f"default_postoffice {default!r} does not exist",
+                f"create postoffices/{default}.yaml or name one of: "
+                + ", ".join(sorted(config.postoffices)),
+            )
+        )
+    if site.relay.allow_local_senders:
+        out.append(
+            warning(
+                f,
+                ("relay", "allow_local_senders"),
+                "allow_local_senders lets anyone who forges a local From address relay mail",
+                "prefer allow_authenticated or privileged_ips",
+            )
+        )
+    for i, pattern in enumerate(site.relay.privileged_ips):
+        if is_open_range(pattern):
+            out.append(
+                warning(
+                    f,
+                    ("relay", "privileged_ips", i),
+                    f"{pattern} matches every client: this server is an open relay",
+                    "list only your own networks",
+                )
+            )
+    seen: dict[str, str] = {}
+    for lname in ("smtp", "submission", "smtps", "pop3", "pop3s"):
+        listener = getattr(site.listeners, lname)
+        if not listener.enabled:
+            continue
+        if lname in ("smtps", "pop3s", "submission") and listener.tls is None:
+            out.append(
+                error(
+                    f,
+                    ("listeners", lname),
+                    f"listener {lname} needs a tls: certificate",
+                    "add tls: {cert: ..., key: ...} (mailplat tls self-signed makes one) "
+                    "or set enabled: false",
+                )
+            )
+        for j, bind in enumerate(listener.bind):
+            if bind in seen:
+                out.append(
+                    error(
+                        f,
+                        ("listeners", lname, "bind", j),
+                        f"{bind} is already used by listener {seen[bind]}",
+                        "give each listener its own port",
+                    )
+                )
+            seen[bind] = lname
+    return out
+
+
+def _collect(
+    config: SiteConfig, diags: list[Diagnostic]
+) -> tuple[
+    dict[str, Owner], dict[str, list[str]], list[tuple[str, tuple[PathPart, ...], str, str]]
+]:
+    """Build the site-wide address table; record ownership clashes and foreign domains."""
+    owners: dict[str, Owner] = {}
+    domain_owner: dict[str, tuple[str, str]] = {}
+    edges: dict[str, list[str]] = {}
+    targets: list[tuple[str, tuple[PathPart, ...], str, str]] = []  # file, path, po, target
+
+    def claim(addr: str, file: str, path: tuple[PathPart, ...], what: str) -> None:
+        if addr in owners:
+            ofile, _, owhat = owners[addr]
+            diags.append(
+                error(
+                    file,
+                    path,
+                    f"address {addr} already belongs to {owhat} ({ofile})",
+                    "an address can go to one target only; use a group to reach several",
+                )
+            )
+        else:
+            owners[addr] = (file, path, what)
+
+    for po_name, po in config.postoffices.items():
+        file = config.files[po_name]
+        if not po.domains:
+            diags.append(
+                error(file, ("domains",), "a postoffice needs at least one domain", "add domains:")
+            )
+        for dname in po.domains:
+            if dname in domain_owner:
+                other, ofile = domain_owner[dname]
+                diags.append(
+                    error(
+                        file,
+                        ("domains", dname),
+                        f"domain {dname} already belongs to postoffice {other} ({ofile})",
+                        "a domain belongs to exactly one postoffice",
+                    )
+                )
+            else:
+                domain_owner[dname] = (po_name, file)
+        own = set(po.domains)
+        for mb_name, mb in po.mailboxes.items():
+            if po.auto_address:
+                for d in po.domains:
+                    claim(
+                        f"{mb_name.lower()}@{d}",
+                        file,
+                        ("mailboxes", mb_name),
+                        f"mailbox {po_name}/{mb_name}",
+                    )
+            for i, extra in enumerate(mb.addresses):
+                parsed = try_parse(extra)
+                if parsed is None:
+                    continue
+                path: tuple[PathPart, ...] = ("mailboxes", mb_name, "addresses", i)
+                if parsed.domain not in own:
+                    diags.append(
+                        error(
+                            file,
+                            path,
+                            f"{extra} uses domain {parsed.domain}, which is not a domain of "
+                            f"postoffice {po_name}",
+                            f"add {parsed.domain} under domains: or use one of: "
+                            + ", ".join(sorted(own)),
+                        )
+                    )
+                claim(parsed.key, file, path, f"mailbox {po_name}/{mb_name}")
+            mb_keys = [f"{mb_name.lower()}@{d}" for d in po.domains] if po.auto_address else []
+            mb_keys += [p.key for p in map(try_parse, mb.addresses) if p]
+            if mb.redirect is not None:
+                for i, to in enumerate(mb.redirect.to):
+                    parsed = try_parse(to)
+                    if parsed is None:
+                        continue
+                    targets.append(
+                        (file, ("mailboxes", mb_name, "redirect", "to", i), po_name, parsed.key)
+                    )
+                    if not mb.redirect.keep_copy:
+                        for k in mb_keys:
+                            edges.setdefault(k, []).append(parsed.key)
+        for g_name, group in po.groups.items():
+            parsed = try_parse(group.address)
+            if parsed is None:
+                continue
+            if parsed.domain not in own:
+                diags.append(
+                    error(
+                        file,
+                        ("groups", g_name, "address"),
+                        f"group address {group.address} is not on a domain of postoffice {po_name}",
+                        "use one of: " + ", ".join(sorted(own)),
+                    )
+                )
+            claim(parsed.key, file, ("groups", g_name, "address"), f"group {po_name}/{g_name}")
+            for i, m in enumerate(group.members):
+                member = try_parse(m)
+                if member is None:
+                    continue
+                edges.setdefault(parsed.key, []).append(member.key)
+                targets.append((file, ("groups", g_name, "members", i), po_name, member.key))
+        for l_name, lst in po.lists.items():
+            if lst.domain not in own:
+                diags.append(
+                    error(
+                        file,
+                        ("lists", l_name, "domain"),
+                        f"list domain {lst.domain} is not a domain of postoffice {po_name}",
+                        "use one of: " + ", ".join(sorted(own)),
+                    )
+                )
+            claim(
+                f"{l_name.lower()}@{lst.domain}",
+                file,
+                ("lists", l_name),
+                f"list {po_name}/{l_name}",
+            )
+            targets.append((file, ("lists", l_name, "owner"), po_name, lst.owner))
+        for dname, dom in po.domains.items():
+            for attr in ("abuse", "postmaster", "catchall"):
+                value = getattr(dom, attr)
+                if value:
+                    targets.append((file, ("domains", dname, attr), po_name, value))
+        has_postmaster = "postmaster" in {m.lower() for m in po.mailboxes} or all(
+            d.postmaster for d in po.domains.values()
+        )
+        if po.domains and not has_postmaster:
+            diags.append(
+                warning(
+                    file,
+                    ("mailboxes",),
+                    f"postoffice {po_name} has no postmaster mailbox",
+                    "RFC 5321 §4.5.1 requires postmaster@ for every domain: add a mailbox "
+                    "named postmaster or a postmaster: target on each domain",
+                )
+            )
+    return owners, edges, targets
+
+
+def _check_targets(
+    config: SiteConfig,
+    owners: dict[str, Owner],
+    targets: list[tuple[str, tuple[PathPart, ...], str, str]],
+) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    local_domains = {d for po in config.postoffices.values() for d in po.domains}
+    for file, path, po_name, target in targets:
+        if "@" not in target:
+            if target not in config.postoffices[po_name].mailboxes:
+                out.append(
+                    error(
+                        file,
+                        path,
+                        f"no mailbox {target!r} in postoffice {po_name}",
+                        "name an existing mailbox or write a full address",
+                    )
+                )
+            continue
+        parsed = try_parse(target)
+        if parsed is None:
+            out.append(error(file, path, f"{target!r} is not a valid address"))
+            continue
+        if parsed.domain in local_domains and parsed.key not in owners:
+            local = parsed.local.lower()
+            dom = next(
+                po.domains[parsed.domain]
+                for po in config.postoffices.values()
+                if parsed.domain in po.domains
+            )
+            aliased = (local == "abuse" and dom.abuse) or (local == "postmaster" and dom.postmaster)
+            if not aliased and not dom.catchall and not dom.smart_host:
+                out.append(
+                    error(
+                        file,
+                        path,
+                        f"{parsed.key} is on a local domain but no mailbox, group or list has it",
+                        "create it or correct the address",
+                    )
+                )
+    return out
+
+
+def _check_loops(config: SiteConfig, edges: dict[str, list[str]]) -> list[Diagnostic]:
+    """Report each cycle in the group/redirect graph once."""
+    out: list[Diagnostic] = []
+    state: dict[str, int] = {}  # 1 = on stack, 2 = done
+    reported: set[frozenset[str]] = set()
+    where = _edge_sources(config)
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt) :]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    file, path = where.get(cycle[0], (config.site_file, ()))
+                    out.append(
+                        error(
+                            file,
+                            path,
+                            "loop: " + " -> ".join([*cycle, nxt]),
+                            "break the loop: one of these must deliver to a mailbox "
+                            "(or keep_copy: true)",
+                        )
+                    )
+            elif state.get(nxt) is None:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in list(edges):
+        if node not in state:
+            visit(node, [])
+    return out
+
+
+def _edge_sources(config: SiteConfig) -> dict[str, tuple[str, tuple[PathPart, ...]]]:
+    where: dict[str, tuple[str, tuple[PathPart, ...]]] = {}
+    for po_name, po in config.postoffices.items():
+        file = config.files[po_name]
+        for g_name, group in po.groups.items():
+            parsed = try_parse(group.address)
+            if parsed:
+                where[parsed.key] = (file, ("groups", g_name, "members"))
+        for mb_name, mb in po.mailboxes.items():
+            if mb.redirect is not None:
+                for d in po.domains:
+                    where[f"{mb_name.lower()}@{d}"] = (file, ("mailboxes", mb_name, "redirect"))
+    return where
