@@ -42,7 +42,7 @@ def verify_password(stored: str | None, password: str) -> bool:
             fixed = "$2b$" + crypt[4:]
             return bcrypt.checkpw(password.encode("utf-8")[:72], fixed.encode("ascii"))
         if crypt.startswith("$6$"):
-            from passlib.hash import sha512_crypt  # noqa: PLC0415 - slow import, rare path
+            from passlib.hash import sha512_crypt
 
             return bool(sha512_crypt.verify(password, crypt))
     except (VerifyMismatchError, VerificationError, InvalidHashError, ValueError):

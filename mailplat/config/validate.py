@@ -84,6 +84,8 @@ def _check_site(config: SiteConfig) -> list[Diagnostic]:
                 )
             )
         for j, bind in enumerate(listener.bind):
+            if bind.endswith(":0"):
+                continue  # port 0: the system picks a free port each time
             if bind in seen:
                 out.append(
                     error(

@@ -27,8 +27,8 @@ def _host_port(value: str) -> str:
     host, port = split_host_port(value, default_port=None)
     if not host:
         raise ValueError("needs a host, e.g. 127.0.0.1:2525")
-    if port is not None and not 0 < port < 65536:
-        raise ValueError("port must be between 1 and 65535")
+    if port is not None and not 0 <= port < 65536:
+        raise ValueError("port must be between 0 (any free port) and 65535")
     return value
 
 

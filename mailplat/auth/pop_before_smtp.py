@@ -1,0 +1,42 @@
+"""POP-before-SMTP memory: which client IPs logged in by POP3, and until when.
+
+Runtime state, not config: kept in memory and saved to
+<data>/state/pop_before_smtp.json so it survives restarts and reloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+class PopBeforeSmtp:
+    """IP -> expiry time."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.until: dict[str, float] = {}
+        if path is not None and path.exists():
+            try:
+                self.until = {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+            except (ValueError, OSError, AttributeError):
+                self.until = {}
+
+    def record(self, ip: str, minutes: int) -> None:
+        now = time.time()
+        self.until = {k: v for k, v in self.until.items() if v > now}
+        self.until[ip] = now + minutes * 60
+        self._save()
+
+    def allowed(self, ip: str) -> bool:
+        return self.until.get(ip, 0.0) > time.time()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.until))
+        os.replace(tmp, self.path)

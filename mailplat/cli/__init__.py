@@ -1,0 +1,46 @@
+"""The `mailplat` command: a typer app whose commands live one per module.
+
+This package is the only place that prints or exits. Each command module has
+`register(app)`; errors from the layers below arrive as MailplatError and
+become a message and an exit code here (0 ok / no changes, 1 error,
+2 plan has changes).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="mailplat",
+    help="A mail platform whose whole configuration is code.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# One module per command group; each has register(app).
+COMMAND_MODULES = (
+    "check",
+    "plan",
+    "apply",
+    "route",
+    "passwd",
+    "schema",
+    "users",
+    "serve",
+    "tls",
+)
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"mailplat.cli.{name}")
+        module.register(app)
+
+
+def main() -> None:
+    """Entry point of the `mailplat` console script."""
+    _register()
+    app()

@@ -1,0 +1,1 @@
+"""Connectors move mail between systems; they meet only through spool queues."""

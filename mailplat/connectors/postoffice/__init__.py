@@ -1,0 +1,1 @@
+"""The postoffice connector: local delivery into Maildirs."""

@@ -1,0 +1,241 @@
+"""Local delivery: postoffice queue records -> Maildir files.
+
+For each record (one message, several mailbox keys) and each mailbox: check
+the quota (over quota -> a DSN to the sender), prepend Return-Path,
+Delivered-To and the catchall header, write into the Maildir (tmp -> fsync
+-> new, in a worker thread so the loop never blocks on fsync), then run the
+autoresponder and delivery event. The record is marked done only after every
+mailbox got its copy, so a crash repeats a delivery (logged as a possible
+duplicate) but never loses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from mailplat.config.directory import Directory, MailboxEntry
+from mailplat.core.envelope import Envelope
+from mailplat.core.ids import new_id
+from mailplat.message import dsn, headers
+from mailplat.store.maildir import Maildir
+from mailplat.store.quota import QuotaTracker
+
+log = logging.getLogger("mailplat.delivery")
+
+QUEUE = "postoffice"
+WINDOW = 32
+AUTOREPLY_MEMORY_SECONDS = 4 * 24 * 3600  # one reply per sender per 4 days (RFC 3834 §2)
+
+Inject = Callable[[Envelope, bytes], Awaitable[str]]
+
+
+def is_bulk(data: bytes) -> bool:
+    """Mail an autoresponder or delivery event must not answer (RFC 3834 §2)."""
+    precedence = (headers.get_header(data, "Precedence") or "").lower()
+    auto = (headers.get_header(data, "Auto-Submitted") or "no").lower()
+    return (
+        precedence in ("bulk", "list", "junk")
+        or auto != "no"
+        or headers.has_header(data, "List-Id")
+        or headers.has_header(data, "List-Unsubscribe")
+    )
+
+
+class LocalDelivery:
+    """Consumes the postoffice queue."""
+
+    def __init__(
+        self,
+        spool: object,
+        directory: Callable[[], Directory],
+        data_root: Path,
+        inject: Inject,
+        quota: QuotaTracker,
+        autoreply_memory: dict[str, float] | None = None,
+    ) -> None:
+        from mailplat.spool.queue import Spool
+
+        assert isinstance(spool, Spool)
+        self.spool: Spool = spool
+        self.directory = directory
+        self.data_root = data_root
+        self.inject = inject
+        self.quota = quota
+        self.autoreply_memory = autoreply_memory if autoreply_memory is not None else {}
+        self._kick = asyncio.Event()
+        self.delivered = 0
+        self.poll_seconds = 5.0
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    def maildir_path(self, key: str) -> Path:
+        po, name = key.split("/", 1)
+        return mailbox_path(self.data_root, po, name)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
+            except TimeoutError:
+                pass
+            self._kick.clear()
+            await self.drain()
+
+    async def drain(self) -> None:
+        while True:
+            due = self.spool.due(QUEUE, time.time(), WINDOW)
+            batch = [r for r in due if self.spool.claim(QUEUE, r)]
+            if not batch:
+                return
+            await asyncio.gather(*(self._one(r) for r in batch))
+
+    async def _one(self, record_id: str) -> None:
+        try:
+            await self.process(record_id)
+        except Exception:
+            log.exception("delivery failed record=%s; will retry", record_id)
+            env, _ = self.spool.read_record(QUEUE, record_id)
+            await self.spool.update(QUEUE, record_id, _later(env, 60.0))
+        finally:
+            self.spool.release(QUEUE, record_id)
+
+    async def process(self, record_id: str) -> None:
+        env, msg_id = self.spool.read_record(QUEUE, record_id)
+        data = self.spool.read_message(msg_id)
+        directory = self.directory()
+        failed: list[dsn.RecipientStatus] = []
+        for key in env.rcpts:
+            entry = directory.mailboxes.get(key)
+            status = await self.deliver_one(env, data, key, entry, directory)
+            if status is not None:
+                failed.append(status)
+        if failed:
+            await self._bounce(env, data, failed, directory)
+        await self.spool.done(QUEUE, record_id)
+
+    async def deliver_one(
+        self,
+        env: Envelope,
+        data: bytes,
+        key: str,
+        entry: MailboxEntry | None,
+        directory: Directory,
+    ) -> dsn.RecipientStatus | None:
+        """Deliver one copy; a RecipientStatus when it must bounce instead."""
+        path = self.maildir_path(key)
+        original = env.get(f"orig:{key}", key)
+        if entry is None and not path.exists():
+            log.warning("delivery no-mailbox id=%s mailbox=%s", env.trace_id, key)
+            return dsn.RecipientStatus(original, "failed", "5.1.1", "x-mailplat; mailbox removed")
+        maildir = Maildir(path)
+        size = len(data)
+        quota = entry.quota_bytes if entry else None
+        if self.quota.would_exceed(maildir, size, quota):
+            log.info("delivery over-quota id=%s mailbox=%s size=%d", env.trace_id, key, size)
+            return dsn.RecipientStatus(
+                original, "failed", "5.2.2", "x-mailplat; mailbox full (quota exceeded)"
+            )
+        prefix = headers.field("Return-Path", f"<{env.mail_from}>")
+        prefix += headers.field("Delivered-To", entry.primary if entry else original)
+        if env.get(f"catchall:{key}"):
+            prefix += headers.field(directory.site.delivery.catchall_header, original)
+        if not path.exists():
+            await asyncio.to_thread(maildir.create)
+        name = await asyncio.to_thread(maildir.deliver, prefix + data)
+        self.quota.add(maildir, len(prefix) + size)
+        self.delivered += 1
+        log.info("delivery ok id=%s mailbox=%s file=%s", env.trace_id, key, name)
+        if entry is not None:
+            await self._after_delivery(env, data, entry, directory, path / "new" / name)
+        return None
+
+    async def _after_delivery(
+        self, env: Envelope, data: bytes, entry: MailboxEntry, directory: Directory, file: Path
+    ) -> None:
+        bulk = is_bulk(data) or not env.mail_from
+        reply = entry.model.autoresponder
+        if reply is not None and reply.enabled and not bulk:
+            await self._autoreply(env, data, entry, directory)
+        event = entry.model.delivery_event
+        if event is not None and not bulk:
+            asyncio.get_running_loop().create_task(
+                run_event(event.program, entry.postoffice, entry.name, file)
+            )
+
+    async def _autoreply(
+        self, env: Envelope, data: bytes, entry: MailboxEntry, directory: Directory
+    ) -> None:
+        memory_key = f"{entry.key}|{env.mail_from.lower()}"
+        now = time.time()
+        if self.autoreply_memory.get(memory_key, 0) > now - AUTOREPLY_MEMORY_SECONDS:
+            return
+        # Never answer mail we sent ourselves to ourselves.
+        if env.mail_from.lower() in entry.addresses:
+            return
+        self.autoreply_memory[memory_key] = now
+        model = entry.model.autoresponder
+        assert model is not None
+        message = dsn.autoreply(
+            sender=entry.primary,
+            to=env.mail_from,
+            subject=model.subject,
+            body=model.body,
+            in_reply_to=headers.get_header(data, "Message-ID"),
+            host=directory.site.server.host_name,
+        )
+        reply_env = Envelope(
+            mail_from="",  # RFC 3834 §3.3: auto-replies go out with a null sender
+            rcpts=(env.mail_from,),
+            trace_id=new_id(),
+            received_at=now,
+            meta=(("autoreply-of", env.trace_id),),
+        )
+        await self.inject(reply_env, message)
+        log.info("delivery autoreply mailbox=%s to=%s", entry.key, env.mail_from)
+
+    async def _bounce(
+        self,
+        env: Envelope,
+        data: bytes,
+        statuses: list[dsn.RecipientStatus],
+        directory: Directory,
+    ) -> None:
+        made = dsn.bounce_for(directory, env, data, statuses)
+        if made is None:
+            log.info("delivery no-bounce id=%s (null sender or no_ndr)", env.trace_id)
+            return
+        await self.inject(*made)
+        log.info("delivery bounce of=%s to=%s", env.trace_id, env.mail_from)
+
+
+def _later(env: Envelope, seconds: float) -> Envelope:
+    from dataclasses import replace
+
+    return replace(env, attempts=env.attempts + 1, next_try=time.time() + seconds)
+
+
+def mailbox_path(data_root: Path, postoffice: str, mailbox: str) -> Path:
+    return data_root / "postoffices" / postoffice / mailbox
+
+
+async def run_event(program: str, postoffice: str, mailbox: str, file: Path) -> None:
+    """Run a delivery event program; its failure is logged, never fatal."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            program,
+            postoffice,
+            mailbox,
+            str(file),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        code = await asyncio.wait_for(proc.wait(), 60)
+        log.info("delivery event program=%s exit=%d", program, code)
+    except (OSError, TimeoutError) as exc:
+        log.warning("delivery event-failed program=%s why=%s", program, exc)

@@ -1,0 +1,1 @@
+"""SMTP inbound: aiosmtpd sessions, policy verdicts, listeners."""

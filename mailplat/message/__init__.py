@@ -1,0 +1,1 @@
+"""Pure message composition and inspection: trace headers, hop counts, line endings, DSNs."""

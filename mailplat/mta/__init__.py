@@ -1,0 +1,1 @@
+"""The MTA agent: the only mover of mail between connectors."""

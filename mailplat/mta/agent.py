@@ -1,0 +1,117 @@
+"""The MTA agent: moves messages from incoming/ to the outbound queues.
+
+Loop: wait for a kick (a message was accepted) or the poll interval, take up
+to WINDOW incoming messages oldest first, route each against the current
+Directory, bounce what cannot be delivered, and commit the records with one
+durable spool.route() per message (the incoming file is renamed, never
+copied). Messages are routed concurrently inside the window so their fsyncs
+share group commits. A crash at any point leaves the message in incoming/,
+and recovery drops its half-written records: it is routed again, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from mailplat.config.directory import Directory
+from mailplat.config.expand import Destination
+from mailplat.core.envelope import Envelope
+from mailplat.message import dsn
+from mailplat.mta.router import route
+from mailplat.spool.queue import Spool
+
+log = logging.getLogger("mailplat.mta")
+
+WINDOW = 64
+
+
+async def bounce(
+    spool: Spool,
+    directory: Directory,
+    env: Envelope,
+    data: bytes,
+    statuses: list[dsn.RecipientStatus],
+) -> str | None:
+    """Queue a DSN to the sender (none for a null sender or with no_ndr set)."""
+    made = dsn.bounce_for(directory, env, data, statuses)
+    if made is None:
+        log.info("mta no-bounce id=%s (null sender or no_ndr)", env.trace_id)
+        return None
+    queue_id = await spool.receive(*made)
+    log.info("mta bounce id=%s of=%s to=%s", queue_id, env.trace_id, env.mail_from)
+    return queue_id
+
+
+def _status(dest: Destination) -> dsn.RecipientStatus:
+    return dsn.RecipientStatus(
+        rcpt=dest.target,
+        original_rcpt=dest.rcpt,
+        action="failed",
+        status="5.1.1",
+        diagnostic=f"x-mailplat; {dest.reason}",
+    )
+
+
+class Agent:
+    """Routes incoming messages; wakes the connectors whose queues got records."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        directory: Callable[[], Directory],
+        wake: Callable[[str], None],
+        poll_seconds: float = 5.0,
+    ) -> None:
+        self.spool = spool
+        self.directory = directory
+        self.wake = wake
+        self.poll_seconds = poll_seconds
+        self._kick = asyncio.Event()
+        self._busy: set[str] = set()
+        self.routed = 0
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
+            except TimeoutError:
+                pass
+            self._kick.clear()
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Route everything waiting in incoming/, a window at a time."""
+        while True:
+            batch = [m for m in self.spool.incoming() if m not in self._busy][:WINDOW]
+            if not batch:
+                return
+            self._busy.update(batch)
+            try:
+                await asyncio.gather(*(self.process(m) for m in batch))
+            finally:
+                self._busy.difference_update(batch)
+
+    async def process(self, msg_id: str) -> None:
+        try:
+            env, data = self.spool.read_incoming(msg_id)
+        except Exception:  # a corrupt file is quarantined by the spool
+            log.exception("mta unreadable id=%s", msg_id)
+            self.spool.quarantine_incoming(msg_id)
+            return
+        directory = self.directory()
+        routing = route(env, directory)
+        if routing.rejected:
+            await bounce(self.spool, directory, env, data, [_status(d) for d in routing.rejected])
+            self.kick()
+        await self.spool.route(msg_id, routing.records)
+        self.routed += 1
+        for queue, record in routing.records:
+            log.info(
+                "mta routed id=%s queue=%s rcpts=%s", env.trace_id, queue, ",".join(record.rcpts)
+            )
+            self.wake(queue)

@@ -1,0 +1,1 @@
+"""The running process: wires config, spool, MTA, connectors and services together."""

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the real clients the integration tests drive: swaks, fetchmail, and
+# Postfix (for smtp-source and as a remote peer). Idempotent and quick when
+# they are present; uses apt-get (tests run as root on Debian machines).
+set -e
+need=""
+command -v swaks >/dev/null 2>&1 || need="$need swaks"
+command -v fetchmail >/dev/null 2>&1 || need="$need fetchmail"
+[ -x /usr/sbin/smtp-source ] || need="$need postfix"
+command -v strace >/dev/null 2>&1 || need="$need strace"
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "setup-tools: need$need but not root; install them with your package manager" >&2
+  exit 1
+fi
+echo "setup-tools: installing$need"
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends $need >/dev/null
