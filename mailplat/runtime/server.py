@@ -23,7 +23,7 @@ from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import SiteConfig
 from mailplat.config.models.base import split_host_port
 from mailplat.config.models.site import Listener
-from mailplat.connectors.postoffice.deliver import LocalDelivery, mailbox_path
+from mailplat.connectors.postoffice.deliver import LocalDelivery
 from mailplat.connectors.smtp_in.listener import ConnectionGate, SmtpListener
 from mailplat.core.envelope import Envelope
 from mailplat.mta.agent import Agent
@@ -32,6 +32,7 @@ from mailplat.services.pop3.listener import Pop3Server
 from mailplat.services.pop3.session import LoginDisabled, MailboxHandle
 from mailplat.spool.queue import Spool
 from mailplat.store.maildir import Maildir
+from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
 
 log = logging.getLogger("mailplat.server")
@@ -47,6 +48,16 @@ class Bound:
     kind: str
     host: str
     port: int
+
+
+class _Pop3Backend:
+    """The POP3 service's view of the server: logins against the current Directory."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    async def authenticate(self, login: str, password: str, client_ip: str) -> MailboxHandle | None:
+        return await self.server.pop3_authenticate(login, password, client_ip)
 
 
 class Server:
@@ -107,7 +118,7 @@ class Server:
             self.delivery.kick()
 
     def _maildir_path(self, entry: MailboxEntry) -> Path:
-        return mailbox_path(self.data_root, entry.postoffice, entry.name)
+        return mailbox_dir(self.data_root, entry.postoffice, entry.name)
 
     # -- authentication ----------------------------------------------------------
 
@@ -188,9 +199,10 @@ class Server:
         if pop_kinds:
             plain = site.listeners.pop3
             self.pop3 = Pop3Server(
-                self,
+                _Pop3Backend(self),
                 host_name=site.server.host_name,
                 require_tls_for_auth=plain.auth_requires_tls,
+                on_login=self.pop3_on_login,
             )
             for kind in pop_kinds:
                 listener = getattr(site.listeners, kind)
@@ -235,4 +247,15 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        # Flush: route and deliver what the last sessions handed over; whatever
+        # does not fit in the time left stays durable in the spool for next start.
+        left = max(0.5, deadline - asyncio.get_running_loop().time())
+        try:
+            await asyncio.wait_for(self._flush(), left)
+        except TimeoutError:
+            log.info("stop: flush timed out; the rest stays queued")
         log.info("stopped")
+
+    async def _flush(self) -> None:
+        await self.agent.drain()
+        await self.delivery.drain()

@@ -22,6 +22,7 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.ids import new_id
 from mailplat.message import dsn, headers
 from mailplat.store.maildir import Maildir
+from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
 
 log = logging.getLogger("mailplat.delivery")
@@ -75,7 +76,7 @@ class LocalDelivery:
 
     def maildir_path(self, key: str) -> Path:
         po, name = key.split("/", 1)
-        return mailbox_path(self.data_root, po, name)
+        return mailbox_dir(self.data_root, po, name)
 
     async def run(self) -> None:
         while True:
@@ -217,10 +218,6 @@ def _later(env: Envelope, seconds: float) -> Envelope:
     from dataclasses import replace
 
     return replace(env, attempts=env.attempts + 1, next_try=time.time() + seconds)
-
-
-def mailbox_path(data_root: Path, postoffice: str, mailbox: str) -> Path:
-    return data_root / "postoffices" / postoffice / mailbox
 
 
 async def run_event(program: str, postoffice: str, mailbox: str, file: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiosmtpd.smtp import MISSING, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -87,7 +87,7 @@ class InboundHandler:
         envelope: SmtpEnvelope,
         address: str,
         mail_options: list[str],
-    ) -> str:
+    ) -> str | None:
         server.snapshot = self.context.directory
         sender: Address | None = None
         if not _null(address):
@@ -120,7 +120,7 @@ class InboundHandler:
         envelope: SmtpEnvelope,
         address: str,
         rcpt_options: list[str],
-    ) -> str:
+    ) -> str | None:
         directory = server.snapshot or self.context.directory
         if len(envelope.rcpt_tos) >= directory.site.smtp.max_recipients:
             return replies.S452_TOO_MANY_RCPTS
@@ -226,6 +226,3 @@ class InboundHandler:
         # Never show a traceback or an internal message to the client.
         log.exception("smtp internal-error: %s", error)
         return replies.S451_LOCAL_ERROR
-
-    def _unused(self) -> Any:
-        return MISSING

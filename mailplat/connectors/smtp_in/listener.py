@@ -80,7 +80,7 @@ def _expand_banner(banner: str, directory: Directory) -> str:
     return "".join(ch for ch in text if ch >= " ")
 
 
-class MailplatSMTP(SMTP):  # type: ignore[misc]
+class MailplatSMTP(SMTP):
     """aiosmtpd's SMTP with mailplat's banner, limits and per-connection state."""
 
     def __init__(
@@ -113,8 +113,6 @@ class MailplatSMTP(SMTP):  # type: ignore[misc]
     # -- connection lifecycle -------------------------------------------------
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._original_transport is None or self.transport is not None:
-            pass
         try:
             super().connection_lost(error)
         finally:
@@ -123,10 +121,10 @@ class MailplatSMTP(SMTP):  # type: ignore[misc]
                 self.gate.closed(self.peer_ip)
 
     def _timeout_cb(self) -> None:
-        if self.transport is not None:
+        if isinstance(self.transport, asyncio.WriteTransport):
             self.transport.write(replies.S421_TIMEOUT.encode() + b"\r\n")
         log.info("smtp timeout peer=%s", self.peer_ip)
-        super()._timeout_cb()
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: str | bytes | None) -> None:
         if status is None:
@@ -136,7 +134,10 @@ class MailplatSMTP(SMTP):  # type: ignore[misc]
             banner = self.banner_directory.site.smtp.banner
             if banner:
                 status = f"220 {_expand_banner(banner, self.banner_directory)}"
-        await super().push(status)
+        if isinstance(status, bytes):
+            await super().push(status)
+        else:
+            await super().push(status)
 
     # -- state helpers used by the handler ------------------------------------
 

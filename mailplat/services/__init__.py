@@ -1,0 +1,1 @@
+"""Services let clients read mail: POP3 (IMAP later)."""

@@ -1,0 +1,1 @@
+"""Mailbox storage: Maildir files, quota accounting, safe mailbox paths."""
