@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,8 +18,26 @@ from rich.console import Console
 from mailplat.config.diagnostics import Diagnostic
 from mailplat.core.errors import ConfigError, MailplatError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Option types shared by the commands, so --help reads the same everywhere.
+SiteArg = Annotated[
+    Path,
+    typer.Argument(help="Site folder holding site.yaml and postoffices/, e.g. sites/example."),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of text.")
+]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        metavar="DIR",
+        help="Data root (Maildirs, queues, state). Default: $MAILPLAT_DATA, else the "
+        "site's server.data_root, else the checkout's queues/<site>.",
+    ),
+]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -64,3 +83,11 @@ def handle(exc: MailplatError, *, to_json: bool = False) -> NoReturn:
         emit_json({"ok": False, "error": str(exc)})
         raise typer.Exit(exc.exit_code)
     fail(str(exc), exc.exit_code)
+
+
+def warn(message: str) -> None:
+    err.print(f"[bold yellow]warning:[/] {message}")
+
+
+def ok(message: str) -> None:
+    out.print(f"[bold green]✓[/] {message}")

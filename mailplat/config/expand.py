@@ -52,6 +52,11 @@ def expand(directory: Directory, rcpt: Address) -> Expansion:
     out = Expansion()
     seen: set[str] = set()
     _walk(directory, rcpt, rcpt.key, out, seen, depth=0, catchall=False)
+    if not out.destinations:
+        # Every branch ended in a loop or an empty group: say so rather than drop
+        # the recipient silently (mail never goes nowhere).
+        out.trace.append(f"{rcpt.key}: no destination left after expansion, rejected")
+        out.destinations.append(Destination("reject", rcpt.key, rcpt.key, "no destination (loop)"))
     unique: dict[str, Destination] = {}
     for d in out.destinations:
         unique.setdefault(d.label if d.kind != "reject" else f"reject:{d.target}", d)

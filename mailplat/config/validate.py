@@ -272,7 +272,11 @@ def _check_targets(
                 if parsed.domain in po.domains
             )
             aliased = (local == "abuse" and dom.abuse) or (local == "postmaster" and dom.postmaster)
-            if not aliased and not dom.catchall and not dom.smart_host:
+            # A catchall only rescues a target that is not the catchall itself
+            # (catchall: ghost@same.domain would route to itself forever).
+            self_catchall = path[-1] == "catchall" and path[-2] == parsed.domain
+            via_catchall = bool(dom.catchall) and not self_catchall
+            if not aliased and not via_catchall and not dom.smart_host:
                 out.append(
                     error(
                         file,

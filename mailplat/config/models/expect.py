@@ -14,7 +14,7 @@ from mailplat.config.models.base import Model
 class RouteCase(Model):
     """An address and every destination it must reach, e.g. `mailbox:example/alice`."""
 
-    address: str
+    address: str = Field(description="The recipient address to route.")
     lands: list[str] | str = Field(
         description="Destinations: mailbox:PO/NAME, list:ADDRESS, remote:ADDRESS, or reject."
     )
@@ -27,11 +27,11 @@ class RouteCase(Model):
 class RelayCase(Model):
     """A sender, client and optional login, and whether relaying to `to` must be allowed."""
 
-    sender: str = Field(alias="from")
-    to: str
-    ip: str = "203.0.113.1"
-    login: str | None = None
-    allowed: bool
+    sender: str = Field(alias="from", description="MAIL FROM address.")
+    to: str = Field(description="Recipient address.")
+    ip: str = Field("203.0.113.1", description="Client IP (default: an outside address).")
+    login: str | None = Field(None, description="Authenticated login, if any.")
+    allowed: bool = Field(description="Whether relaying must be allowed.")
 
 
 class Expectations(Model):

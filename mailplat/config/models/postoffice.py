@@ -54,15 +54,15 @@ class Redirect(Model):
 class Autoresponder(Model):
     """Reply automatically (never to bulk mail, lists or null senders)."""
 
-    enabled: bool = True
-    subject: str = "Out of office"
-    body: str
+    enabled: bool = Field(True, description="Send the reply.")
+    subject: str = Field("Out of office", description="Subject of the reply.")
+    body: str = Field(description="Text of the reply.")
 
 
 class DeliveryEvent(Model):
     """Run a program after each delivery: `program postoffice mailbox messagefile`."""
 
-    program: str
+    program: str = Field(description="Program to run; arguments are appended.")
 
 
 class Mailbox(Model):
@@ -72,7 +72,9 @@ class Mailbox(Model):
         None,
         description="Password hash: argon2id, bcrypt or SHA512-crypt (make one: mailplat passwd).",
     )
-    type: Literal["user", "admin"] = "user"
+    type: Literal["user", "admin"] = Field(
+        "user", description="admin may manage the postoffice; user reads mail."
+    )
     quota_mb: Quota | None = Field(
         None, description="Size limit in MB, or unlimited; default: the postoffice's."
     )
@@ -81,7 +83,9 @@ class Mailbox(Model):
     addresses: list[EmailAddress] = Field(
         default_factory=list, description="Extra addresses, on domains of this postoffice."
     )
-    reply_to: EmailAddress | None = None
+    reply_to: EmailAddress | None = Field(
+        None, description="Reply-To address used for this mailbox's autoresponder."
+    )
     redirect: Redirect | None = None
     autoresponder: Autoresponder | None = None
     delivery_event: DeliveryEvent | None = None
@@ -101,9 +105,11 @@ class Mailbox(Model):
 class Group(Model):
     """One address that expands to many."""
 
-    display_name: str | None = None
-    address: EmailAddress
-    members: list[EmailAddress] = Field(default_factory=list)
+    display_name: str | None = Field(None, description="Name shown for the group.")
+    address: EmailAddress = Field(description="The group's address, on a domain of the postoffice.")
+    members: list[EmailAddress] = Field(
+        default_factory=list, description="Addresses the group expands to (local or remote)."
+    )
 
 
 class MailingList(Model):
@@ -111,19 +117,31 @@ class MailingList(Model):
 
     domain: DomainName = Field(description="Domain of the list; its address is <name>@<domain>.")
     owner: str = Field(description="Owner/moderator: a mailbox name or an address.")
-    disabled: bool = False
-    help_enabled: bool = True
-    send_from: Literal["list", "moderator"] = "list"
-    type: Literal["open", "moderated"] = "open"
-    subscriptions: Literal["anyone", "not_by_email", "confirmed"] = "confirmed"
-    posting: Literal["anyone", "subscribers", "password"] = "subscribers"
+    disabled: bool = Field(False, description="Refuse posts and commands.")
+    help_enabled: bool = Field(True, description="Answer `help` by subject.")
+    send_from: Literal["list", "moderator"] = Field(
+        "list", description="From address of list mail: the list's or the moderator's."
+    )
+    type: Literal["open", "moderated"] = Field(
+        "open", description="moderated: the owner approves every post."
+    )
+    subscriptions: Literal["anyone", "not_by_email", "confirmed"] = Field(
+        "confirmed",
+        description="anyone: subscribe by mail; not_by_email: only in YAML; "
+        "confirmed: by mail with a confirmation code.",
+    )
+    posting: Literal["anyone", "subscribers", "password"] = Field(
+        "subscribers", description="Who may post; password: [:pw:] in the subject."
+    )
     password: str | None = Field(None, description="Hash of the posting password ([:pw:]).")
-    reply_to: Literal["list", "poster", "moderator"] = "list"
+    reply_to: Literal["list", "poster", "moderator"] = Field(
+        "list", description="Where replies to list mail go."
+    )
     subject_prefix: Literal["list_name", "none"] | str = Field(
         "list_name", description="list_name, none, or a custom text."
     )
-    header: str | None = None
-    footer: str | None = None
+    header: str | None = Field(None, description="Text added above every post.")
+    footer: str | None = Field(None, description="Text added below every post.")
     members: list[EmailAddress] = Field(
         default_factory=list, description="Declared members (runtime subscribers add to them)."
     )
@@ -132,8 +150,8 @@ class MailingList(Model):
 class Welcome(Model):
     """Message placed in every new mailbox."""
 
-    subject: str = "Welcome"
-    body: str
+    subject: str = Field("Welcome", description="Subject of the welcome message.")
+    body: str = Field(description="Text of the welcome message.")
 
 
 class Postoffice(Model):

@@ -147,7 +147,7 @@ class SmtpInbound(Model):
 class PopBeforeSmtp(Model):
     """Let IPs that logged in by POP3 relay for a while."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="Remember POP3 logins and let their IPs relay.")
     minutes: int = Field(30, ge=1, description="How long a POP3 login opens relaying.")
 
 
@@ -170,7 +170,7 @@ class Relay(Model):
 class DomainLiterals(Model):
     """Accept mail to user@[ip] for our own IPs."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="Accept user@[ip] for the IPs we listen on.")
     extra_ips: list[str] = Field(
         default_factory=list, description="IPs besides the bound ones that count as ours."
     )
@@ -179,15 +179,15 @@ class DomainLiterals(Model):
 class Dnsbl(Model):
     """One DNS block list."""
 
-    zone: DomainName
-    enabled: bool = True
+    zone: DomainName = Field(description="DNS zone of the list, e.g. zen.spamhaus.org.")
+    enabled: bool = Field(True, description="Query this list.")
 
 
 class AutoBan(Model):
     """Ban an IP that reached the failure limit."""
 
-    enabled: bool = False
-    minutes: int = Field(60, ge=1)
+    enabled: bool = Field(False, description="Ban IPs that reach security.max_failures.")
+    minutes: int = Field(60, ge=1, description="How long a ban lasts.")
 
 
 class Security(Model):
@@ -220,10 +220,10 @@ class Security(Model):
 class SmartHostAuth(Model):
     """Credentials for the smart host; the password never sits in the YAML."""
 
-    username: str
+    username: str = Field(description="Login name at the smart host.")
     password_env: str | None = Field(None, description="Environment variable holding it.")
     password_file: str | None = Field(None, description="File holding it (first line).")
-    mechanism: Literal["LOGIN", "PLAIN"] = "PLAIN"
+    mechanism: Literal["LOGIN", "PLAIN"] = Field("PLAIN", description="SASL mechanism to use.")
 
     @model_validator(mode="after")
     def _one_source(self) -> SmartHostAuth:
@@ -242,7 +242,9 @@ class SmartHost(Model):
 class DelayNotifications(Model):
     """Tell senders their mail is delayed."""
 
-    mode: Literal["off", "first", "each"] = Field("first")
+    mode: Literal["off", "first", "each"] = Field(
+        "first", description="off: never; first: once per message; each: at every retry."
+    )
     after_minutes: int = Field(240, ge=0, description="Only after the message is this old.")
 
 
@@ -251,9 +253,13 @@ class Delivery(Model):
 
     concurrency: int = Field(10, ge=1, description="Simultaneous outbound connections.")
     per_destination: int = Field(3, ge=1, description="Simultaneous connections to one host.")
-    remote_timeout_seconds: int = Field(300, ge=1)
+    remote_timeout_seconds: int = Field(
+        300, ge=1, description="Give up on a silent remote server after this."
+    )
     remote_port: int = Field(25, ge=1, le=65535, description="Port of remote MX servers.")
-    queue_poll_seconds: int = Field(15, ge=1)
+    queue_poll_seconds: int = Field(
+        15, ge=1, description="How often deferred mail is checked for its next retry."
+    )
     max_outbound_size_kb: int = Field(0, ge=0, description="0 means no limit.")
     bind_ip: str | None = Field(None, description="Source IP for outbound connections.")
     retry_minutes: list[int] = Field(
@@ -262,7 +268,9 @@ class Delivery(Model):
         description="Delays before retry 1, 2, 3, then every later retry.",
     )
     lifetime_hours: int = Field(48, ge=1, description="Give up (NDR, badmail) after this.")
-    max_retries: int = Field(20, ge=0)
+    max_retries: int = Field(
+        20, ge=0, description="Give up (NDR, badmail) after this many attempts."
+    )
     delay_notifications: DelayNotifications = Field(default_factory=DelayNotifications)
     no_ndr: bool = Field(False, description="Never send non-delivery reports.")
     smart_host: SmartHost | None = None
@@ -282,10 +290,12 @@ class Logging(Model):
 
     w3c: bool = Field(True, description="W3C extended log of SMTP/POP3 sessions.")
     activity: bool = Field(True, description="Activity log: one line per message event.")
-    debug: bool = False
+    debug: bool = Field(False, description="Debug log: every protocol line (verbose).")
     json_lines: bool = Field(True, alias="json", description="Structured JSON lines.")
     directory: str = Field("logs", description="Relative to the data root.")
-    rollover: Literal["daily", "hourly", "never"] = "daily"
+    rollover: Literal["daily", "hourly", "never"] = Field(
+        "daily", description="When to start a new log file."
+    )
 
 
 class Site(Model):

@@ -1,0 +1,111 @@
+"""`mailplat apply SITE`: show the plan, confirm, provision, record the generation.
+
+Provisioning creates every missing Maildir under <data>/postoffices/<po>/<mailbox>/
+(with the postoffice's welcome message in a new one) and never deletes mail.
+Without --yes it asks; with no terminal to ask on it refuses (exit 1).
+Exit codes: 0 applied or nothing to do, 1 error or refused.
+Telling a running server (control socket) is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mailplat.cli.console import DataOpt, JsonOpt, SiteArg, emit_json, err, fail, handle, ok, out
+from mailplat.cli.plan import Planned, make_plan, show_config_warnings
+from mailplat.cli.plan_view import has_work, plan_to_json, render_plan
+from mailplat.core.errors import MailplatError
+from mailplat.reconcile.apply import ApplyResult
+from mailplat.reconcile.apply import apply as run_apply
+
+YesOpt = Annotated[
+    bool,
+    typer.Option("--yes", "-y", help="Apply without asking (needed when stdin is no terminal)."),
+]
+
+
+def apply(
+    site: SiteArg, data: DataOpt = None, yes: YesOpt = False, as_json: JsonOpt = False
+) -> None:
+    """Apply SITE: create missing Maildirs, deliver welcome messages, record the new generation.
+
+    Shows the plan first and asks for confirmation unless --yes. A mailbox
+    removed from the YAML keeps its Maildir and mail; the plan says where.
+    Exit 0 when applied (or nothing to do), 1 on errors or when refused.
+    """
+    p = make_plan(site, data, as_json)
+    if not as_json:
+        show_config_warnings(p.config)
+        render_plan(out, p.plan, p.effects, p.applied)
+    if not has_work(p.plan, p.effects):
+        if as_json:
+            emit_json({**plan_to_json(p.plan, p.effects, p.applied), "applied_now": False})
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("stdin is not a terminal, so I cannot ask: run with --yes to apply")
+        if not typer.confirm("\nApply these changes?", default=False, err=True):
+            fail("apply cancelled; nothing was changed")
+    try:
+        result = _run(p, show_progress=not as_json and len(p.effects.maildirs) > 1)
+    except MailplatError as exc:
+        handle(exc, to_json=as_json)
+    if as_json:
+        emit_json(
+            {
+                **plan_to_json(p.plan, p.effects, p.applied),
+                "applied_now": True,
+                "generation": result.generation.number,
+                "created": list(result.created),
+                "welcomed": list(result.welcomed),
+            }
+        )
+        return
+    _report(result, p.root)
+
+
+def _run(p: Planned, show_progress: bool) -> ApplyResult:
+    if not show_progress:
+        return run_apply(p.config, p.plan, p.root)
+    columns = (
+        TextColumn("provisioning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=len(p.effects.maildirs))
+
+        def step(done: int, total: int, mailbox: str) -> None:
+            bar.update(task, completed=done, total=total, description=mailbox)
+
+        return run_apply(p.config, p.plan, p.root, progress=step)
+
+
+def _report(result: ApplyResult, root: Path) -> None:
+    out.print()
+    if result.created:
+        out.print(f"Created {len(result.created)} Maildir(s) under {root}.", highlight=False)
+    if result.welcomed:
+        out.print(f"Delivered {len(result.welcomed)} welcome message(s).")
+    for k in result.kept:
+        if k.exists:
+            out.print(
+                f"Kept {k.messages} message(s) of removed mailbox {k.mailbox} in {k.path}.",
+                highlight=False,
+            )
+    gen = result.generation
+    if result.written:
+        ok(f"Apply complete: generation {gen.number} recorded ({gen.digest[:12]}).")
+    else:
+        ok(f"Apply complete: configuration unchanged, still generation {gen.number}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("apply")(apply)

@@ -1,0 +1,89 @@
+"""`mailplat plan SITE`: what apply would change, Terraform's way.
+
+Compares the working tree with the last applied generation in the data root
+and prints `+ ~ -` per object, the effects (Maildirs to create, mail kept for
+removed mailboxes, listeners to rebind, warnings) and the routing diff.
+Exit codes: 0 no changes, 2 changes pending, 1 error (including a failing
+expect.yaml case).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from mailplat.cli.check import load_valid
+from mailplat.cli.console import (
+    EXIT_CHANGES,
+    EXIT_OK,
+    DataOpt,
+    JsonOpt,
+    SiteArg,
+    emit_json,
+    handle,
+    out,
+    show_diagnostics,
+)
+from mailplat.cli.plan_view import has_work, plan_to_json, render_plan
+from mailplat.config.directory import Directory
+from mailplat.config.load import SiteConfig, data_root
+from mailplat.core.errors import MailplatError
+from mailplat.reconcile.apply import observe
+from mailplat.reconcile.diff import Plan, diff
+from mailplat.reconcile.effects import Effects, effects
+from mailplat.reconcile.state import Generation, read_generation
+
+
+@dataclass(frozen=True)
+class Planned:
+    config: SiteConfig
+    directory: Directory
+    root: Path
+    applied: Generation | None
+    plan: Plan
+    effects: Effects
+
+
+def make_plan(site: Path, data: str | None, to_json: bool) -> Planned:
+    """Load (refusing invalid config), read the applied generation, diff, observe."""
+    config, directory, _ = load_valid(site, to_json)
+    root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
+    try:
+        applied = read_generation(root)
+        plan = diff(
+            applied.snapshot if applied else None,
+            config,
+            old_digest=applied.digest if applied else None,
+            new_directory=directory,
+        )
+        fx = effects(plan, config, observe(config, plan, root))
+    except MailplatError as exc:
+        handle(exc, to_json=to_json)
+    return Planned(config, directory, root, applied, plan, fx)
+
+
+def plan(site: SiteArg, data: DataOpt = None, as_json: JsonOpt = False) -> None:
+    """Show what `mailplat apply SITE` would change, without changing anything.
+
+    Exit 0 when there is nothing to do, 2 when changes are pending, 1 on errors
+    (invalid YAML or a failing expect.yaml case; every error is listed).
+    """
+    p = make_plan(site, data, as_json)
+    if as_json:
+        emit_json(plan_to_json(p.plan, p.effects, p.applied))
+    else:
+        show_config_warnings(p.config)
+        render_plan(out, p.plan, p.effects, p.applied)
+    raise typer.Exit(EXIT_CHANGES if has_work(p.plan, p.effects) else EXIT_OK)
+
+
+def show_config_warnings(config: SiteConfig) -> None:
+    if config.warnings:
+        show_diagnostics(list(config.warnings))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)

@@ -1,0 +1,1 @@
+"""Desired (the YAML) versus applied (the last generation): plan, effects, apply, users."""

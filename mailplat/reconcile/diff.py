@@ -1,0 +1,254 @@
+"""Plan: what changes between the applied snapshot and the working tree, PURE.
+
+Input: the last applied Snapshot (or None before the first apply) and the new
+SiteConfig. Output: a Plan, a tiny closed vocabulary as in Terraform: each
+Change is `+` (add), `~` (change) or `-` (remove) of one object (a site.yaml
+section, a postoffice's own settings, a domain, mailbox, group or list), with
+the fields that changed; plus the routing diff: every address whose final
+destinations (config.expand labels) differ between the two configs.
+Computing a plan and rendering it are separate: cli/plan_view renders this as
+text or JSON. No I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from mailplat.config.directory import Directory
+from mailplat.config.expand import expand
+from mailplat.config.load import SiteConfig
+from mailplat.config.models.postoffice import Postoffice
+from mailplat.config.models.site import Site
+from mailplat.core.address import Address, try_parse
+from mailplat.reconcile.state import Snapshot, snapshot
+
+Action = Literal["+", "~", "-"]
+ObjectKind = Literal["site-section", "postoffice", "domain", "mailbox", "group", "list"]
+
+COLLECTIONS: dict[str, ObjectKind] = {
+    "domains": "domain",
+    "mailboxes": "mailbox",
+    "groups": "group",
+    "lists": "list",
+}
+_KIND_RANK = {"site-section": 0, "postoffice": 1, "domain": 2, "mailbox": 3, "group": 4, "list": 5}
+# Stands for "an address nobody has" on a domain: shows catchall and reject changes.
+PROBE_LOCAL = "mailplat-any-other-address"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One leaf that differs: a dotted path inside the object, before and after."""
+
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One object added, changed or removed."""
+
+    action: Action
+    kind: ObjectKind
+    name: str  # "relay", "example", "example/alice", "example/example.test"
+    before: Any
+    after: Any
+    fields: tuple[FieldChange, ...] = ()
+
+    @property
+    def postoffice(self) -> str | None:
+        if self.kind == "site-section":
+            return None
+        return self.name.split("/", 1)[0]
+
+    @property
+    def short_name(self) -> str:
+        """The name inside its postoffice (the mailbox name for `example/alice`)."""
+        return self.name.split("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChange:
+    """An address whose destinations differ; `*@domain` stands for unknown addresses."""
+
+    address: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change, in a stable order, and the routing diff."""
+
+    changes: tuple[Change, ...]
+    routing: tuple[RouteChange, ...]
+    first: bool  # nothing was applied before
+    old_digest: str | None
+    new_digest: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def of(self, kind: ObjectKind, action: Action | None = None) -> list[Change]:
+        return [
+            c for c in self.changes if c.kind == kind and (action is None or c.action == action)
+        ]
+
+
+def _objects(snap: Snapshot | None) -> dict[tuple[ObjectKind, str], Any]:
+    """Split a snapshot into the objects a plan talks about."""
+    out: dict[tuple[ObjectKind, str], Any] = {}
+    if not snap:
+        return out
+    for section, value in snap.get("site", {}).items():
+        out[("site-section", section)] = value
+    for po_name, po in snap.get("postoffices", {}).items():
+        out[("postoffice", po_name)] = {k: v for k, v in po.items() if k not in COLLECTIONS}
+        for coll, kind in COLLECTIONS.items():
+            for name, value in (po.get(coll) or {}).items():
+                out[(kind, f"{po_name}/{name}")] = value
+    return out
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted leaves; lists and scalars are leaves."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def field_changes(before: Any, after: Any) -> tuple[FieldChange, ...]:
+    """The leaves that differ between two JSON values."""
+    old, new = _flatten(before), _flatten(after)
+    out = []
+    for key in list(old) + [k for k in new if k not in old]:
+        a, b = old.get(key), new.get(key)
+        if a != b:
+            out.append(FieldChange(key, a, b))
+    return tuple(out)
+
+
+def _sort_key(change: Change) -> tuple[int, str, int, str]:
+    if change.kind == "site-section":
+        # site.yaml's own order (server, listeners, smtp, ...), not alphabetical.
+        order = list(Site.model_fields)
+        rank = order.index(change.name) if change.name in order else len(order)
+        return (0, "", rank, change.name)
+    po = change.postoffice or ""
+    return (1, po, _KIND_RANK[change.kind], change.name)
+
+
+def diff_snapshots(old: Snapshot | None, new: Snapshot) -> tuple[Change, ...]:
+    """The object changes between two snapshots (no routing)."""
+    before, after = _objects(old), _objects(new)
+    changes: list[Change] = []
+    for key, value in after.items():
+        kind, name = key
+        if key not in before:
+            changes.append(Change("+", kind, name, None, value))
+        elif before[key] != value:
+            fields = field_changes(before[key], value)
+            changes.append(Change("~", kind, name, before[key], value, fields))
+    for key, value in before.items():
+        if key not in after:
+            kind, name = key
+            changes.append(Change("-", kind, name, value, None))
+    return tuple(sorted(changes, key=_sort_key))
+
+
+def config_from_snapshot(snap: Snapshot, digest: str = "") -> SiteConfig:
+    """Rebuild a SiteConfig (enough for a Directory) from an applied snapshot.
+
+    Raises ValueError when the snapshot no longer fits the models (a format
+    change between versions); callers then skip the routing diff.
+    """
+    try:
+        site = Site.model_validate(snap.get("site", {}))
+        postoffices = {
+            name: Postoffice.model_validate(data)
+            for name, data in snap.get("postoffices", {}).items()
+        }
+    except ValidationError as exc:
+        raise ValueError(f"the applied snapshot does not fit the current models: {exc}") from exc
+    return SiteConfig(
+        root=Path("."),
+        name="applied",
+        site=site,
+        postoffices=postoffices,
+        files={},
+        site_file="(applied)",
+        expect=None,
+        digest=digest,
+    )
+
+
+def _probe_addresses(directory: Directory) -> set[str]:
+    out = set(directory.addresses)
+    for domain in directory.domains:
+        out.add(f"abuse@{domain}")
+        out.add(f"postmaster@{domain}")
+        out.add(f"*@{domain}")
+    return out
+
+
+def _labels(directory: Directory, address: str) -> tuple[str, ...]:
+    if address.startswith("*@"):
+        parsed: Address | None = Address(PROBE_LOCAL, address[2:])
+    else:
+        parsed = try_parse(address)
+    if parsed is None:
+        return ("reject",)
+    return tuple(sorted(set(expand(directory, parsed).labels)))
+
+
+def routing_diff(old: Directory, new: Directory) -> tuple[RouteChange, ...]:
+    """Addresses (known to either config) whose destinations differ."""
+    out = []
+    for address in sorted(_probe_addresses(old) | _probe_addresses(new)):
+        before, after = _labels(old, address), _labels(new, address)
+        if before != after:
+            out.append(RouteChange(address, before, after))
+    return tuple(out)
+
+
+def diff(
+    old_snapshot: Snapshot | None,
+    new: SiteConfig,
+    old_digest: str | None = None,
+    new_directory: Directory | None = None,
+) -> Plan:
+    """The plan from the applied snapshot to the new config."""
+    new_snap = snapshot(new)
+    changes = diff_snapshots(old_snapshot, new_snap)
+    notes: list[str] = []
+    routing: tuple[RouteChange, ...] = ()
+    if old_snapshot is None:
+        notes.append("nothing applied yet: every object is new, so there is no routing diff")
+    elif changes:
+        try:
+            old_config = config_from_snapshot(old_snapshot, old_digest or "")
+        except ValueError as exc:
+            notes.append(f"routing diff skipped: {exc}")
+        else:
+            routing = routing_diff(Directory(old_config), new_directory or Directory(new))
+    return Plan(
+        changes=changes,
+        routing=routing,
+        first=old_snapshot is None,
+        old_digest=old_digest,
+        new_digest=new.digest,
+        notes=tuple(notes),
+    )
