@@ -8,6 +8,9 @@ command -v swaks >/dev/null 2>&1 || need="$need swaks"
 command -v fetchmail >/dev/null 2>&1 || need="$need fetchmail"
 [ -x /usr/sbin/smtp-source ] || need="$need postfix"
 command -v strace >/dev/null 2>&1 || need="$need strace"
+# swaks needs these for --tls and AUTH; Debian only recommends them.
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need="$need libnet-ssleay-perl libio-socket-ssl-perl"
+perl -MAuthen::SASL -e1 >/dev/null 2>&1 || need="$need libauthen-sasl-perl"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "setup-tools: need$need but not root; install them with your package manager" >&2

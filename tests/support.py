@@ -126,7 +126,7 @@ async def running(site_dir: Path, data_root: Path) -> AsyncIterator[Server]:
     try:
         yield server
     finally:
-        await server.stop(timeout=1.0)
+        await server.stop(grace=1.0)
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> None:

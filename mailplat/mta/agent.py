@@ -12,6 +12,7 @@ and recovery drops its half-written records: it is routed again, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -77,10 +78,8 @@ class Agent:
 
     async def run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
             self._kick.clear()
             await self.drain()
 

@@ -232,15 +232,15 @@ class Server:
         finally:
             await self.stop()
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let sessions finish, cancel what remains."""
         for listener in self.smtp_listeners:
             await listener.stop()
         if self.pop3 is not None:
             await self.pop3.stop()
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.gate.total > 0 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        deadline = asyncio.get_running_loop().time() + grace
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.gate.idle.wait(), grace)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -22,7 +22,15 @@ def test_serve_logs_listeners_and_stops_on_sigterm(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mailplat", "serve", str(site), "--data", str(tmp_path / "data")],
+            [
+                sys.executable,
+                "-m",
+                "mailplat",
+                "serve",
+                str(site),
+                "--data",
+                str(tmp_path / "data"),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -36,7 +44,9 @@ def test_serve_logs_listeners_and_stops_on_sigterm(tmp_path: Path) -> None:
             start = time.time()
             proc.send_signal(signal.SIGTERM)
             time.sleep(0.3)
-            s2.sendmail("x@remote.test", ["alice@example.test"], b"Subject: in flight\r\n\r\nhi\r\n")
+            s2.sendmail(
+                "x@remote.test", ["alice@example.test"], b"Subject: in flight\r\n\r\nhi\r\n"
+            )
             s2.quit()
             assert proc.wait(timeout=15) == 0
             assert time.time() - start < 10

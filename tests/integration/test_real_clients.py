@@ -27,19 +27,48 @@ async def test_swaks_sends_plain_and_with_starttls_auth(server: Server, data_roo
     port = server.port("smtp")
     plain = await asyncio.to_thread(
         subprocess.run,
-        [swaks, "--server", f"127.0.0.1:{port}", "--from", "someone@remote.test",
-         "--to", "alice@example.test", "--header", "Subject: via swaks", "--body", "swaks body"],
-        capture_output=True, text=True, timeout=60,
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{port}",
+            "--from",
+            "someone@remote.test",
+            "--to",
+            "alice@example.test",
+            "--header",
+            "Subject: via swaks",
+            "--body",
+            "swaks body",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert plain.returncode == 0, plain.stdout + plain.stderr
     sub = server.port("submission")
     authed = await asyncio.to_thread(
         subprocess.run,
-        [swaks, "--server", f"127.0.0.1:{sub}", "--tls", "--auth", "PLAIN",
-         "--auth-user", "bob@example.test", "--auth-password", "bob-secret",
-         "--from", "bob@example.test", "--to", "alice@example.test",
-         "--header", "Subject: swaks over submission"],
-        capture_output=True, text=True, timeout=60,
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{sub}",
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "bob@example.test",
+            "--auth-password",
+            "bob-secret",
+            "--from",
+            "bob@example.test",
+            "--to",
+            "alice@example.test",
+            "--header",
+            "Subject: swaks over submission",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert authed.returncode == 0, authed.stdout + authed.stderr
     assert "250 2.0.0 OK queued as" in authed.stdout
@@ -52,23 +81,38 @@ async def test_swaks_relay_attempt_is_refused(server: Server) -> None:
     swaks = _tool("swaks")
     result = await asyncio.to_thread(
         subprocess.run,
-        [swaks, "--server", f"127.0.0.1:{server.port('smtp')}", "--from", "x@remote.test",
-         "--to", "victim@elsewhere.test"],
-        capture_output=True, text=True, timeout=60,
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{server.port('smtp')}",
+            "--from",
+            "x@remote.test",
+            "--to",
+            "victim@elsewhere.test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "550 5.7.1" in result.stdout
 
 
-async def test_fetchmail_retrieves_over_pop3(server: Server, data_root: Path, tmp_path: Path) -> None:
+async def test_fetchmail_retrieves_over_pop3(
+    server: Server, data_root: Path, tmp_path: Path
+) -> None:
     fetchmail = _tool("fetchmail")
+
     def send() -> None:
         import smtplib
 
         with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
             for i in range(3):
-                s.sendmail("x@remote.test", ["bob@example.test"],
-                           f"Subject: fm {i}\r\nMessage-ID: <fm{i}@remote.test>\r\n\r\n.dot line {i}\r\nend\r\n".encode())
+                s.sendmail(
+                    "x@remote.test",
+                    ["bob@example.test"],
+                    f"Subject: fm {i}\r\nMessage-ID: <fm{i}@remote.test>\r\n\r\n.dot line {i}\r\nend\r\n".encode(),
+                )
 
     await asyncio.to_thread(send)
     await wait_for(lambda: len(maildir_files(data_root, "example", "bob")) == 3)
@@ -78,15 +122,26 @@ async def test_fetchmail_retrieves_over_pop3(server: Server, data_root: Path, tm
     rc.write_text(
         "set no syslog\n"
         f"poll 127.0.0.1 protocol POP3 port {server.port('pop3')} auth password\n"
-        f"  user \"bob@example.test\" there with password \"bob-secret\" is root here\n"
+        f'  user "bob@example.test" there with password "bob-secret" is root here\n'
         "  sslproto ''\n"
         f"  mda \"/bin/sh -c 'cat > {out_dir}/$$RANDOM.$$$$'\"\n"
     )
     rc.chmod(0o600)
     result = await asyncio.to_thread(
         subprocess.run,
-        [fetchmail, "-f", str(rc), "--nodetach", "--nokeep", "-v", "--pidfile", str(tmp_path / "fm.pid")],
-        capture_output=True, text=True, timeout=60,
+        [
+            fetchmail,
+            "-f",
+            str(rc),
+            "--nodetach",
+            "--nokeep",
+            "-v",
+            "--pidfile",
+            str(tmp_path / "fm.pid"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

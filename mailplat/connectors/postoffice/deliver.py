@@ -12,6 +12,7 @@ duplicate) but never loses one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -80,10 +81,8 @@ class LocalDelivery:
 
     async def run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
             self._kick.clear()
             await self.drain()
 
@@ -142,7 +141,12 @@ class LocalDelivery:
                 original, "failed", "5.2.2", "x-mailplat; mailbox full (quota exceeded)"
             )
         prefix = headers.field("Return-Path", f"<{env.mail_from}>")
-        prefix += headers.field("Delivered-To", entry.primary if entry else original)
+        # The address this copy was delivered for: the recipient as sent when it
+        # is one of the mailbox's own, else its primary (group, redirect, catchall).
+        delivered_to = original
+        if entry is not None and original.lower() not in entry.addresses:
+            delivered_to = entry.primary
+        prefix += headers.field("Delivered-To", delivered_to)
         if env.get(f"catchall:{key}"):
             prefix += headers.field(directory.site.delivery.catchall_header, original)
         if not path.exists():

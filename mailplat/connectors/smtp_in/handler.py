@@ -14,8 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from aiosmtpd.smtp import MISSING, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from aiosmtpd.smtp import Session
 
 from mailplat.auth.relay import Client
 from mailplat.config.directory import Directory

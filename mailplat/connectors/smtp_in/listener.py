@@ -42,6 +42,11 @@ class ConnectionGate:
     total: int = 0
     per_ip: Counter[str] = field(default_factory=Counter)
     banned: dict[str, float] = field(default_factory=dict)  # ip -> until
+    # Set while no session is open; graceful stop waits on it.
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
 
     def admit(self, ip: str, directory: Directory) -> str | None:
         """None to admit, else the reply to send before closing."""
@@ -63,12 +68,15 @@ class ConnectionGate:
     def opened(self, ip: str) -> None:
         self.total += 1
         self.per_ip[ip] += 1
+        self.idle.clear()
 
     def closed(self, ip: str) -> None:
         self.total -= 1
         self.per_ip[ip] -= 1
         if self.per_ip[ip] <= 0:
             del self.per_ip[ip]
+        if self.total <= 0:
+            self.idle.set()
 
     def ban(self, ip: str, minutes: int) -> None:
         self.banned[ip] = time.time() + minutes * 60

@@ -1,0 +1,1 @@
+"""The durable spool: accepted messages and their queue records, crash-safe."""

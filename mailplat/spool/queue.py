@@ -1,0 +1,250 @@
+"""The durable spool: accepted messages and the queue records that route them.
+
+Layout under the spool root:
+
+    tmp/            files being written (deleted at recovery)
+    incoming/<id>   accepted, fsynced, not yet routed (envelope + bytes)
+    msg/<id>        the same file after routing; read by every record of it
+    q/<queue>/<id>.<n>  one record per destination queue (envelope + msg id)
+    quarantine/     files recovery could not trust, kept for the admin
+
+Guarantees (DESIGN.md §5): receive() returns only after the message file and
+its directory entry are fsynced, so a 250 is never given for mail a crash can
+lose. route() writes the records durably first and then renames the message
+out of incoming/ (a rename, never a copy); recovery (recover.py) makes any
+crash in between route the message again, exactly once. done() removes a
+record and, with the last record, the message.
+
+The in-memory index (which records exist, when each is due, which are
+claimed by a worker) is rebuilt from disk at open() and kept in step with
+every write; it is only touched from the event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import heapq
+import logging
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from mailplat.core.envelope import Envelope
+from mailplat.core.errors import TemporaryFailure
+from mailplat.core.ids import new_id
+from mailplat.spool import record
+from mailplat.spool.faults import fault
+from mailplat.spool.recover import Index, RecoveryReport, msg_of, quarantine, recover
+from mailplat.spool.syncer import DirSyncer, write_durable
+
+log = logging.getLogger("mailplat.spool")
+
+# fsync is I/O wait, not CPU: many in flight at once let the filesystem fold
+# them into shared journal commits.
+FSYNC_THREADS = 32
+T = TypeVar("T")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class Spool:
+    """One spool directory; see the module docstring for layout and guarantees."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._executor = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="spool-io")
+        self.syncer = DirSyncer(self._executor)
+        self._index = Index()
+        self._incoming: dict[str, None] = {}  # insertion-ordered set
+        self._claimed: dict[str, set[str]] = {}
+        self._opened = False
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def open(self) -> RecoveryReport:
+        """Create the layout if needed and recover what a crash left (blocking)."""
+        for sub in ("tmp", "incoming", "msg", "q", "quarantine"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._index, report = recover(self.root)
+        self._incoming = dict.fromkeys(self._index.incoming)
+        self._opened = True
+        return report
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    def _qdir(self, queue: str) -> Path:
+        path = self.root / "q" / queue
+        if queue not in self._index.queues:
+            path.mkdir(parents=True, exist_ok=True)
+            self._index.queues[queue] = {}
+        return path
+
+    async def _io(self, func: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, func, *args)
+
+    # -- accepting ----------------------------------------------------------------
+
+    async def receive(self, env: Envelope, data: bytes) -> str:
+        """Store a message durably in incoming/; its id once file and dir are on disk.
+
+        Raises TemporaryFailure when the disk is full or the write fails, so the
+        SMTP session answers 452/451 and the sender keeps the message.
+        """
+        msg_id = new_id()
+        blob = record.encode(env, msg_id, data)
+        final = self.root / "incoming" / msg_id
+        try:
+            await self._io(write_durable, self.root / "tmp" / msg_id, final, blob)
+            fault("spool.renamed")
+            await self.syncer.sync(final.parent)
+        except OSError as exc:
+            final.unlink(missing_ok=True)
+            kind = "disk full" if exc.errno in _NO_SPACE else "write failed"
+            log.error("spool %s id=%s why=%s", kind, msg_id, exc)
+            raise TemporaryFailure(f"spool {kind}: {exc.strerror}") from exc
+        self._incoming[msg_id] = None
+        return msg_id
+
+    def incoming(self) -> list[str]:
+        """Ids in incoming/, oldest first."""
+        return list(self._incoming)
+
+    def read_incoming(self, msg_id: str) -> tuple[Envelope, bytes]:
+        rec = record.decode((self.root / "incoming" / msg_id).read_bytes())
+        return rec.envelope, rec.body
+
+    def quarantine_incoming(self, msg_id: str) -> None:
+        path = self.root / "incoming" / msg_id
+        if path.exists():
+            quarantine(self.root, path, "unreadable incoming message")
+        self._incoming.pop(msg_id, None)
+
+    # -- routing ------------------------------------------------------------------
+
+    def _write_records(self, msg_id: str, items: list[tuple[Path, bytes]]) -> None:
+        for i, (final, blob) in enumerate(items):
+            write_durable(self.root / "tmp" / f"{msg_id}.{i}", final, blob)
+
+    async def route(self, msg_id: str, records: Iterable[tuple[str, Envelope]]) -> None:
+        """Commit the routing of an incoming message: its records, then the move.
+
+        With no records (every recipient bounced) the message is simply removed.
+        """
+        entries = [(queue, f"{msg_id}.{i}", env) for i, (queue, env) in enumerate(records)]
+        source = self.root / "incoming" / msg_id
+        if entries:
+            items = [
+                (self._qdir(queue) / rid, record.encode(env, msg_id)) for queue, rid, env in entries
+            ]
+            await self._io(self._write_records, msg_id, items)
+            await self.syncer.sync_all({path.parent for path, _ in items})
+            fault("spool.records-written")
+            await self._io(os.replace, source, self.root / "msg" / msg_id)
+            await self.syncer.sync_all({self.root / "msg", source.parent})
+            self._index.refs[msg_id] = len(entries)
+            for queue, rid, env in entries:
+                self._index.queues[queue][rid] = env.next_try
+        else:
+            await self._io(os.unlink, source)
+            await self.syncer.sync(source.parent)
+        self._incoming.pop(msg_id, None)
+
+    # -- consuming ----------------------------------------------------------------
+
+    def due(self, queue: str, now: float, limit: int) -> list[str]:
+        """Up to limit unclaimed record ids whose next try has come, earliest first."""
+        records = self._index.queues.get(queue)
+        if not records:
+            return []
+        claimed = self._claimed.get(queue, set())
+        ready = ((t, rid) for rid, t in records.items() if t <= now and rid not in claimed)
+        return [rid for _, rid in heapq.nsmallest(limit, ready)]
+
+    def next_due(self, queue: str) -> float | None:
+        """When the earliest unclaimed record of a queue is due (None when empty)."""
+        records = self._index.queues.get(queue)
+        if not records:
+            return None
+        claimed = self._claimed.get(queue, set())
+        times = [t for rid, t in records.items() if rid not in claimed]
+        return min(times) if times else None
+
+    def claim(self, queue: str, record_id: str) -> bool:
+        """Take a record for one worker; False when another has it or it is gone."""
+        claimed = self._claimed.setdefault(queue, set())
+        if record_id in claimed or record_id not in self._index.queues.get(queue, {}):
+            return False
+        claimed.add(record_id)
+        return True
+
+    def release(self, queue: str, record_id: str) -> None:
+        self._claimed.get(queue, set()).discard(record_id)
+
+    def read_record(self, queue: str, record_id: str) -> tuple[Envelope, str]:
+        rec = record.decode((self.root / "q" / queue / record_id).read_bytes())
+        return rec.envelope, rec.msg_id
+
+    def read_message(self, msg_id: str) -> bytes:
+        return record.decode((self.root / "msg" / msg_id).read_bytes()).body
+
+    def read_message_envelope(self, msg_id: str) -> Envelope:
+        """The envelope the message arrived with (for DSNs about it)."""
+        return record.decode((self.root / "msg" / msg_id).read_bytes()).envelope
+
+    async def done(self, queue: str, record_id: str) -> None:
+        """The record's work is finished: remove it, and the message with its last record."""
+        path = self.root / "q" / queue / record_id
+        await self._io(os.unlink, path)
+        fault("spool.done-unlinked")
+        await self.syncer.sync(path.parent)
+        self._index.queues.get(queue, {}).pop(record_id, None)
+        self._drop_ref(msg_of(record_id))
+
+    def _drop_ref(self, msg_id: str) -> None:
+        left = self._index.refs.get(msg_id, 1) - 1
+        if left > 0:
+            self._index.refs[msg_id] = left
+            return
+        self._index.refs.pop(msg_id, None)
+        # Not fsynced on purpose: a lost unlink leaves an orphan that recovery removes.
+        (self.root / "msg" / msg_id).unlink(missing_ok=True)
+
+    async def update(self, queue: str, record_id: str, env: Envelope) -> None:
+        """Replace a record's envelope (attempts, next try, remaining recipients)."""
+        path = self.root / "q" / queue / record_id
+        blob = record.encode(env, msg_of(record_id))
+        await self._io(write_durable, self.root / "tmp" / f"u-{record_id}", path, blob)
+        await self.syncer.sync(path.parent)
+        if record_id in self._index.queues.get(queue, {}):
+            self._index.queues[queue][record_id] = env.next_try
+
+    async def move(
+        self, queue: str, record_id: str, new_queue: str, env: Envelope | None = None
+    ) -> None:
+        """Move a record to another queue with one rename (updating it first if asked)."""
+        if env is not None:
+            await self.update(queue, record_id, env)
+        source = self.root / "q" / queue / record_id
+        target = self._qdir(new_queue) / record_id
+        await self._io(os.replace, source, target)
+        await self.syncer.sync_all({source.parent, target.parent})
+        next_try = self._index.queues.get(queue, {}).pop(record_id, 0.0)
+        self._index.queues[new_queue][record_id] = env.next_try if env else next_try
+
+    # -- reporting ----------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Messages waiting per queue, plus incoming/ and quarantine/."""
+        out = {"incoming": len(self._incoming)}
+        for queue, records in self._index.queues.items():
+            out[queue] = len(records)
+        out["quarantine"] = len(os.listdir(self.root / "quarantine")) if self._opened else 0
+        return out
+
+    def records(self, queue: str) -> list[str]:
+        """Every record id in a queue (claimed or not), for status and tests."""
+        return list(self._index.queues.get(queue, {}))
