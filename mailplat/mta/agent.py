@@ -70,14 +70,20 @@ class Agent:
         self.wake = wake
         self.poll_seconds = poll_seconds
         self._kick = asyncio.Event()
+        self._stopping = False
         self._busy: set[str] = set()
         self.routed = 0
 
     def kick(self) -> None:
         self._kick.set()
 
+    def request_stop(self) -> None:
+        """Finish the current drain (so nothing is cut mid-write), then return from run()."""
+        self._stopping = True
+        self._kick.set()
+
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
             self._kick.clear()

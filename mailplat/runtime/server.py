@@ -241,21 +241,20 @@ class Server:
         deadline = asyncio.get_running_loop().time() + grace
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.gate.idle.wait(), grace)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Flush in flow order: the agent routes what the last sessions handed
+        # over, then delivery empties its queue. Workers stop between messages,
+        # never inside a spool write; only past the deadline are they cancelled,
+        # and what is left then stays durable in the spool for the next start.
+        workers: list[Agent | LocalDelivery] = [self.agent, self.delivery]
+        for task, worker in zip(self._tasks, workers, strict=True):
+            worker.request_stop()
+            left = max(0.5, deadline - asyncio.get_running_loop().time())
+            done, _ = await asyncio.wait({task}, timeout=left)
+            if not done:
+                log.info("stop: %s did not finish in time; the rest stays queued", task.get_name())
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks.clear()
-        # Flush: route and deliver what the last sessions handed over; whatever
-        # does not fit in the time left stays durable in the spool for next start.
-        left = max(0.5, deadline - asyncio.get_running_loop().time())
-        try:
-            await asyncio.wait_for(self._flush(), left)
-        except TimeoutError:
-            log.info("stop: flush timed out; the rest stays queued")
+        self.spool.close()
         log.info("stopped")
-
-    async def _flush(self) -> None:
-        await self.agent.drain()
-        await self.delivery.drain()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import heapq
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -60,6 +61,7 @@ class Spool:
         self._incoming: dict[str, None] = {}  # insertion-ordered set
         self._claimed: dict[str, set[str]] = {}
         self._opened = False
+        self._tmp_seq = itertools.count()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -82,6 +84,10 @@ class Spool:
             self._index.queues[queue] = {}
         return path
 
+    def _tmp(self, name: str) -> Path:
+        """A tmp/ path no other write in this process uses, even a cancelled one."""
+        return self.root / "tmp" / f"{name}.{next(self._tmp_seq)}"
+
     async def _io(self, func: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, func, *args)
@@ -98,7 +104,7 @@ class Spool:
         blob = record.encode(env, msg_id, data)
         final = self.root / "incoming" / msg_id
         try:
-            await self._io(write_durable, self.root / "tmp" / msg_id, final, blob)
+            await self._io(write_durable, self._tmp(msg_id), final, blob)
             fault("spool.renamed")
             await self.syncer.sync(final.parent)
         except OSError as exc:
@@ -125,9 +131,9 @@ class Spool:
 
     # -- routing ------------------------------------------------------------------
 
-    def _write_records(self, msg_id: str, items: list[tuple[Path, bytes]]) -> None:
-        for i, (final, blob) in enumerate(items):
-            write_durable(self.root / "tmp" / f"{msg_id}.{i}", final, blob)
+    def _write_records(self, items: list[tuple[Path, bytes]]) -> None:
+        for final, blob in items:
+            write_durable(self._tmp(final.name), final, blob)
 
     async def route(self, msg_id: str, records: Iterable[tuple[str, Envelope]]) -> None:
         """Commit the routing of an incoming message: its records, then the move.
@@ -140,7 +146,7 @@ class Spool:
             items = [
                 (self._qdir(queue) / rid, record.encode(env, msg_id)) for queue, rid, env in entries
             ]
-            await self._io(self._write_records, msg_id, items)
+            await self._io(self._write_records, items)
             await self.syncer.sync_all({path.parent for path, _ in items})
             fault("spool.records-written")
             await self._io(os.replace, source, self.root / "msg" / msg_id)
@@ -217,7 +223,7 @@ class Spool:
         """Replace a record's envelope (attempts, next try, remaining recipients)."""
         path = self.root / "q" / queue / record_id
         blob = record.encode(env, msg_of(record_id))
-        await self._io(write_durable, self.root / "tmp" / f"u-{record_id}", path, blob)
+        await self._io(write_durable, self._tmp(record_id), path, blob)
         await self.syncer.sync(path.parent)
         if record_id in self._index.queues.get(queue, {}):
             self._index.queues[queue][record_id] = env.next_try

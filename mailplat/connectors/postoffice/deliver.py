@@ -69,10 +69,16 @@ class LocalDelivery:
         self.quota = quota
         self.autoreply_memory = autoreply_memory if autoreply_memory is not None else {}
         self._kick = asyncio.Event()
+        self._stopping = False
         self.delivered = 0
         self.poll_seconds = 5.0
 
     def kick(self) -> None:
+        self._kick.set()
+
+    def request_stop(self) -> None:
+        """Finish the current drain (so nothing is cut mid-write), then return from run()."""
+        self._stopping = True
         self._kick.set()
 
     def maildir_path(self, key: str) -> Path:
@@ -80,7 +86,7 @@ class LocalDelivery:
         return mailbox_dir(self.data_root, po, name)
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
             self._kick.clear()
