@@ -9,6 +9,7 @@ shown as "(sensitive)".
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -20,6 +21,7 @@ from mailplat.reconcile.state import Generation
 COLOURS = {"+": "green", "~": "yellow", "-": "red"}
 SENSITIVE = "(sensitive)"
 MAX_LISTED = 25  # Maildir lines shown before "... and N more" (JSON has all)
+MAX_CHANGES = 500  # object and routing lines shown before a per-kind summary
 
 
 def _redact(value: Any, key: str = "") -> Any:
@@ -127,7 +129,7 @@ def render_plan(console: Console, plan: Plan, fx: Effects, applied: Generation |
         )
     if plan.changes:
         console.print()
-        for change in plan.changes:
+        for change in plan.changes[:MAX_CHANGES]:
             colour = COLOURS[change.action]
             console.print(
                 f"  [{colour}]{change.action}[/] {change.kind} [bold]{change.name}[/]",
@@ -137,6 +139,15 @@ def render_plan(console: Console, plan: Plan, fx: Effects, applied: Generation |
                 before = _short(_redact(f.before, f.path))
                 after = _short(_redact(f.after, f.path))
                 console.print(f"      {f.path}: {before} [yellow]→[/] {after}", highlight=False)
+        if len(plan.changes) > MAX_CHANGES:
+            # Thousands of lines help nobody and rich takes seconds to lay them out.
+            rest = Counter(f"{c.action} {c.kind}" for c in plan.changes[MAX_CHANGES:])
+            console.print(
+                f"  ... and {len(plan.changes) - MAX_CHANGES} more: "
+                + ", ".join(f"{n} x {what}" for what, n in sorted(rest.items()))
+                + " (`--json` lists every one)",
+                highlight=False,
+            )
     if fx.maildirs or fx.kept or fx.rebind or fx.warnings:
         console.print("\n[bold]Effects:[/]")
         for m in fx.maildirs[:MAX_LISTED]:
@@ -161,11 +172,15 @@ def render_plan(console: Console, plan: Plan, fx: Effects, applied: Generation |
             console.print(f"  [bold yellow]! warning:[/] {w}", highlight=False)
     if plan.routing:
         console.print("\n[bold]Routing changes:[/]")
-        for r in plan.routing:
+        for r in plan.routing[:MAX_CHANGES]:
             console.print(
                 f"  [yellow]~[/] {r.address}: {_dest(r.before)} [yellow]→[/] {_dest(r.after)}",
                 highlight=False,
             )
+    if len(plan.routing) > MAX_CHANGES:
+        console.print(
+            f"  ... and {len(plan.routing) - MAX_CHANGES} more (`--json` lists every one)"
+        )
     for note in plan.notes:
         console.print(f"[dim]note: {note}[/]")
     console.print()

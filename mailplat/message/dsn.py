@@ -28,6 +28,7 @@ class RecipientStatus:
     diagnostic: str = ""  # e.g. "smtp; 550 5.1.1 No such user"
     remote_mta: str = ""
     original_rcpt: str = ""
+    will_retry_until: float | None = None  # delay notices: when we give up (RFC 3464 §2.3.9)
 
 
 def compose(
@@ -79,6 +80,9 @@ def compose(
         if st.diagnostic:
             per_rcpt += f"Diagnostic-Code: {_clean(st.diagnostic)}\r\n"
         per_rcpt += f"Last-Attempt-Date: {format_datetime(localtime())}\r\n"
+        if st.will_retry_until is not None:
+            until = format_datetime(localtime(_utc(st.will_retry_until)))
+            per_rcpt += f"Will-Retry-Until: {until}\r\n"
 
     headers = to_crlf(header_block(data)).rstrip(b"\r\n") + b"\r\n"
     top = (

@@ -127,7 +127,9 @@ def atomic_write(path: Path, data: bytes) -> None:
 def write_generation(data_root: Path, generation: Generation) -> Path:
     """Write the generation (history copy first, then the current pointer); return its path."""
     folder = state_dir(data_root)
-    body = (json.dumps(generation.to_json(), indent=1, sort_keys=True) + "\n").encode("utf-8")
+    body = (json.dumps(generation.to_json(), sort_keys=True, separators=(",", ":")) + "\n").encode(
+        "utf-8"
+    )
     atomic_write(folder / "generations" / f"{generation.number:06d}.json", body)
     target = folder / GENERATION_FILE
     atomic_write(target, body)

@@ -108,6 +108,15 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def sync_filesystem() -> None:
+    """Make everything written so far durable with one sync(2) (bulk provisioning).
+
+    Python has no syncfs(2); sync(2) flushes every filesystem, a fair price for
+    an admin command that just created thousands of directories.
+    """
+    os.sync()
+
+
 def uid_of(filename: str) -> str:
     """The unique id of a Maildir file name: everything before the ':' info part."""
     return filename.split(":", 1)[0]
@@ -133,15 +142,20 @@ class Maildir:
     def __repr__(self) -> str:
         return f"Maildir({str(self.path)!r})"
 
-    def create(self) -> None:
-        """Create the directory and tmp/, new/, cur/ with mode 0700 (idempotent)."""
+    def create(self, sync: bool = True) -> None:
+        """Create the directory and tmp/, new/, cur/ with mode 0700 (idempotent).
+
+        sync=False leaves the directory fsyncs to the caller: bulk provisioning
+        creates thousands and then calls sync_filesystem() once.
+        """
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in _SUBDIRS:
             (self.path / sub).mkdir(mode=0o700, exist_ok=True)
         for target in (self.path, *(self.path / s for s in _SUBDIRS)):
             os.chmod(target, 0o700)  # mkdir's mode is filtered by the umask
-        _fsync_dir(self.path)
-        _fsync_dir(self.path.parent)
+        if sync:
+            _fsync_dir(self.path)
+            _fsync_dir(self.path.parent)
 
     # -- delivery ---------------------------------------------------------------
 

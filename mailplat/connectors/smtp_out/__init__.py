@@ -1,0 +1,1 @@
+"""The SMTP connector's sending side: the "smtp" queue -> remote mail servers."""

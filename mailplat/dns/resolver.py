@@ -1,0 +1,197 @@
+"""Where mail for a domain goes: MX hosts in order, and the addresses of each host.
+
+Input: a domain (A-label, or a literal such as `[192.0.2.1]`) and the site's
+DNS servers (`host[:port]`; none means the system resolver). Output: the
+host names to try, in MX preference order with equal preferences shuffled
+(RFC 5321 §5.1), then each host's A and AAAA addresses. Failures are typed so
+the caller can tell a bounce from a retry:
+- NXDOMAIN, a null MX (RFC 7505 `0 .`), or no MX and no address at all ->
+  DnsPermanent (the message bounces now);
+- SERVFAIL, REFUSED, a timeout, no server answering -> DnsTemporary (retry).
+A domain without MX records is its own mail host (the implicit MX of
+RFC 5321 §5.1). A literal goes straight to its IP, no DNS involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import socket
+from collections.abc import Sequence
+from itertools import groupby
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from mailplat.config.models.base import split_host_port
+
+
+class DnsError(Exception):
+    """A lookup failed; `status` is the RFC 3463 code a DSN or a log line uses."""
+
+    temporary = False
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DnsPermanent(DnsError):
+    """The answer is final: the domain cannot receive mail."""
+
+
+class DnsTemporary(DnsError):
+    """The answer may change: try again later."""
+
+    temporary = True
+
+
+def literal_ip(text: str) -> str | None:
+    """The IP of `[1.2.3.4]`, `[IPv6:...]` or a bare IP string, else None."""
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if inner.lower().startswith("ipv6:"):
+        inner = inner[5:]
+    try:
+        return str(ipaddress.ip_address(inner))
+    except ValueError:
+        return None
+
+
+class Resolver:
+    """MX and address lookups against fixed servers or the system's."""
+
+    def __init__(
+        self,
+        servers: Sequence[str] = (),
+        timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.servers = list(servers)
+        self.timeout = timeout
+        self.rng = rng or random.Random()
+        self._resolver: dns.asyncresolver.Resolver | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get(self) -> dns.asyncresolver.Resolver:
+        """Build the dnspython resolver on first use (server names need a lookup)."""
+        async with self._lock:
+            if self._resolver is not None:
+                return self._resolver
+            if self.servers:
+                res = dns.asyncresolver.Resolver(configure=False)
+                res.nameservers = [await _nameserver(s) for s in self.servers]
+            else:
+                # Reads /etc/resolv.conf: a small file, once per resolver.
+                res = dns.asyncresolver.Resolver()
+            # One overall budget per lookup: a slow server must turn into a
+            # temporary failure, not a worker stuck for the remote timeout.
+            res.lifetime = self.timeout
+            res.timeout = self.timeout
+            self._resolver = res
+            return res
+
+    async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
+        """The answer, None for "name exists but has no such record"; raises DnsError."""
+        res = await self._get()
+        try:
+            return await res.resolve(name, rdtype, search=False)
+        except dns.resolver.NoAnswer:
+            return None
+        except dns.resolver.NXDOMAIN as exc:
+            raise DnsPermanent(f"{name}: no such domain (NXDOMAIN)", "5.1.2") from exc
+        except dns.resolver.NoNameservers as exc:
+            raise DnsTemporary(f"{name}: DNS servers failed (SERVFAIL)", "4.4.3") from exc
+        except dns.exception.Timeout as exc:
+            raise DnsTemporary(f"{name}: DNS lookup timed out", "4.4.3") from exc
+        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel) as exc:
+            raise DnsPermanent(f"{name}: not a valid domain name", "5.1.2") from exc
+        except dns.exception.DNSException as exc:
+            raise DnsTemporary(f"{name}: DNS error: {exc}", "4.4.3") from exc
+
+    async def mx(self, domain: str) -> list[str]:
+        """Hosts that receive mail for `domain`, best first; raises DnsError.
+
+        Equal preferences come back in random order so load spreads over them.
+        """
+        ip = literal_ip(domain) if domain.startswith("[") else None
+        if ip is not None:
+            return [ip]
+        answer = await self._query(domain, "MX")
+        if answer is None:
+            # RFC 5321 §5.1: no MX means the domain itself is the mail host,
+            # provided it has an address.
+            if not await self.addresses(domain):
+                raise DnsPermanent(f"{domain}: no MX and no address record", "5.1.2")
+            return [domain]
+        records = sorted(
+            ((int(r.preference), r.exchange) for r in answer if r.rdtype == dns.rdatatype.MX),
+            key=lambda pair: pair[0],
+        )
+        real = [(pref, name) for pref, name in records if name != dns.name.root]
+        if not real:
+            # RFC 7505: `MX 0 .` says the domain accepts no mail at all.
+            raise DnsPermanent(f"{domain}: domain accepts no mail (null MX)", "5.1.10")
+        hosts: list[str] = []
+        for _, group in groupby(real, key=lambda pair: pair[0]):
+            names = [name.to_text(omit_final_dot=True).lower() for _, name in group]
+            self.rng.shuffle(names)
+            hosts += [n for n in names if n not in hosts]
+        return hosts
+
+    async def addresses(self, host: str) -> list[str]:
+        """A then AAAA addresses of a host ([] when it has none); raises DnsTemporary.
+
+        A host whose name does not exist is simply unusable, like one with no
+        address: the next MX may still work.
+        """
+        ip = literal_ip(host)
+        if ip is not None:
+            return [ip]
+        out: list[str] = []
+        temporary: DnsTemporary | None = None
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = await self._query(host, rdtype)
+            except DnsPermanent:
+                return out
+            except DnsTemporary as exc:
+                temporary = exc
+                continue
+            if answer is not None:
+                out += [r.to_text() for r in answer if r.rdtype in (1, 28)]
+        if not out and temporary is not None:
+            raise temporary
+        return out
+
+    async def host_addresses(self, host: str) -> list[str]:
+        """addresses(), falling back to the system resolver (/etc/hosts) for names
+        DNS does not know, such as a smart host called `localhost`."""
+        try:
+            found = await self.addresses(host)
+        except DnsTemporary:
+            found = []
+        if found:
+            return found
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise DnsTemporary(f"{host}: cannot resolve: {exc}", "4.4.3") from exc
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def _nameserver(spec: str) -> dns.nameserver.Nameserver:
+    """A `host[:port]` DNS server setting as a dnspython nameserver."""
+    host, port = split_host_port(spec, 53)
+    assert port is not None
+    ip = literal_ip(host)
+    if ip is None:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        ip = str(infos[0][4][0])
+    return dns.nameserver.Do53Nameserver(ip, port)
