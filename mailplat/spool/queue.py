@@ -26,9 +26,9 @@ import asyncio
 import errno
 import heapq
 import itertools
-from collections import OrderedDict
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
