@@ -13,21 +13,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
-from dataclasses import dataclass
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 from mailplat.auth.passwords import verify_password
 from mailplat.auth.pop_before_smtp import PopBeforeSmtp
 from mailplat.config.directory import Directory, MailboxEntry
-from mailplat.config.load import SiteConfig
-from mailplat.config.models.base import split_host_port
-from mailplat.config.models.site import Listener
+from mailplat.config.load import LoadCache, SiteConfig
 from mailplat.connectors.postoffice.deliver import LocalDelivery
-from mailplat.connectors.smtp_in.listener import ConnectionGate, SmtpListener
+from mailplat.connectors.smtp_in.listener import ConnectionGate
+from mailplat.control import channel
 from mailplat.core.envelope import Envelope
+from mailplat.core.errors import MailplatError
 from mailplat.mta.agent import Agent
-from mailplat.runtime.tls import server_context
+from mailplat.reconcile.live import ConfigRefused, reconcile
+from mailplat.reconcile.state import Generation, now_iso, read_generation
+from mailplat.runtime.listeners import Bound, ListenerSet, check_tls
 from mailplat.services.pop3.listener import Pop3Server
 from mailplat.services.pop3.session import LoginDisabled, MailboxHandle
 from mailplat.spool.queue import Spool
@@ -37,17 +40,7 @@ from mailplat.store.quota import QuotaTracker
 
 log = logging.getLogger("mailplat.server")
 
-SMTP_KINDS = ("smtp", "submission", "smtps")
-POP_KINDS = ("pop3", "pop3s")
-
-
-@dataclass(frozen=True)
-class Bound:
-    """A listener that is up: protocol, host, port."""
-
-    kind: str
-    host: str
-    port: int
+__all__ = ["Bound", "Server"]
 
 
 class _Pop3Backend:
@@ -75,9 +68,13 @@ class Server:
         self.delivery = LocalDelivery(
             self.spool, lambda: self._directory, data_root, self._inject, self.quota
         )
-        self.smtp_listeners: list[SmtpListener] = []
-        self.pop3: Pop3Server | None = None
-        self.pop3_bound: list[Bound] = []
+        self.listeners = ListenerSet(self, self.gate, self.authenticate, self._new_pop3)
+        self.control: asyncio.Server | None = None
+        self.load_cache = LoadCache()
+        self._reload_lock = asyncio.Lock()
+        self.generation: Generation | None = read_generation(data_root)
+        self.last_rejected: dict[str, Any] | None = None
+        self._started_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
 
@@ -153,21 +150,14 @@ class Server:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def _tls(self, listener: Listener) -> ssl.SSLContext | None:
-        if listener.tls is None:
-            return None
-        root = self.config.root
-        return server_context(root / listener.tls.cert, root / listener.tls.key)
-
-    def _binds(self, listener: Listener, default_port: int) -> list[tuple[str, int]]:
-        out = []
-        for bind in listener.bind:
-            host, port = split_host_port(bind, default_port)
-            assert port is not None
-            out.append((host, port))
-            if listener.alternate_port:
-                out.append((host, listener.alternate_port))
-        return out
+    def _new_pop3(self) -> Pop3Server:
+        site = self._directory.site
+        return Pop3Server(
+            _Pop3Backend(self),
+            host_name=site.server.host_name,
+            require_tls_for_auth=site.listeners.pop3.auth_requires_tls,
+            on_login=self.pop3_on_login,
+        )
 
     async def start(self) -> None:
         report = await asyncio.to_thread(self.spool.open)
@@ -176,54 +166,116 @@ class Server:
         self.agent.poll_seconds = float(site.delivery.queue_poll_seconds)
         self._tasks.append(asyncio.create_task(self.agent.run(), name="mta"))
         self._tasks.append(asyncio.create_task(self.delivery.run(), name="delivery"))
-        defaults = {"smtp": 25, "submission": 587, "smtps": 465, "pop3": 110, "pop3s": 995}
-        for kind in SMTP_KINDS:
-            listener: Listener = getattr(site.listeners, kind)
-            if not listener.enabled:
-                continue
-            tls = self._tls(listener)
-            for host, port in self._binds(listener, defaults[kind]):
-                smtp = SmtpListener(
-                    kind,
-                    host,
-                    port,
-                    self,
-                    self.gate,
-                    tls,
-                    listener.auth_requires_tls,
-                    self.authenticate,
-                )
-                await smtp.start()
-                self.smtp_listeners.append(smtp)
-        pop_kinds = [k for k in POP_KINDS if getattr(site.listeners, k).enabled]
-        if pop_kinds:
-            plain = site.listeners.pop3
-            self.pop3 = Pop3Server(
-                _Pop3Backend(self),
-                host_name=site.server.host_name,
-                require_tls_for_auth=plain.auth_requires_tls,
-                on_login=self.pop3_on_login,
-            )
-            for kind in pop_kinds:
-                listener = getattr(site.listeners, kind)
-                tls = self._tls(listener)
-                for host, port in self._binds(listener, defaults[kind]):
-                    if kind == "pop3s":
-                        bound = await self.pop3.start(host, port, ssl_context=tls)
-                    else:
-                        bound = await self.pop3.start(host, port, starttls_context=tls)
-                    self.pop3_bound.append(Bound(kind, host, bound))
-                    log.info("listening protocol=%s address=%s:%d", kind, host, bound)
+        await self.listeners.sync(site, self.config.root)
+        self.control = await channel.serve(channel.socket_path(self.data_root), self.handle_control)
         self.agent.kick()
         self.delivery.kick()
         self.started.set()
 
     def bound(self) -> list[Bound]:
-        return [Bound(s.kind, s.host, s.port) for s in self.smtp_listeners] + self.pop3_bound
+        return self.listeners.bound()
 
     def port(self, kind: str) -> int:
         """The first bound port of a listener kind (tests bind port 0)."""
         return next(b.port for b in self.bound() if b.kind == kind)
+
+    # -- live reconfiguration ----------------------------------------------------------
+
+    async def reload(self, by: str) -> dict[str, Any]:
+        """Load, check, plan and apply the site folder; swap it in only when all passed.
+
+        One reload at a time. The load runs in a worker thread (a big site takes
+        a moment to parse) while sessions carry on with the config they have.
+        """
+        async with self._reload_lock:
+            started = time.monotonic()
+            try:
+                done = await asyncio.to_thread(
+                    reconcile, self.config.root, self.data_root, self.load_cache, by
+                )
+                tls_errors = await asyncio.to_thread(check_tls, done.config.site, done.config.root)
+                if tls_errors:
+                    raise ConfigRefused("a TLS certificate cannot be loaded", tls_errors)
+            except ConfigRefused as exc:
+                self.last_rejected = {
+                    "at": now_iso(),
+                    "by": by,
+                    "error": str(exc),
+                    "errors": exc.errors,
+                }
+                log.error("reload refused by=%s why=%s", by, exc)
+                for line in exc.errors:
+                    log.error("reload error %s", line)
+                return {"ok": False, "error": str(exc), "errors": exc.errors}
+            except MailplatError as exc:
+                log.error("reload failed by=%s why=%s", by, exc)
+                return {"ok": False, "error": str(exc), "errors": []}
+            # The swap: one assignment each; sessions keep the snapshot they started with.
+            self.config = done.config
+            self._directory = done.directory
+            self.listeners.reload_certificates()
+            changed = await self.listeners.sync(done.config.site, done.config.root)
+            self.generation = done.result.generation
+            elapsed = (time.monotonic() - started) * 1000
+            log.info(
+                "reload applied by=%s generation=%d changes=%d files_parsed=%d ms=%.1f",
+                by,
+                self.generation.number,
+                len(done.plan.changes),
+                done.parsed_files,
+                elapsed,
+            )
+            for line in changed:
+                log.info("reload listener %s", line)
+            return {
+                "ok": True,
+                "generation": self.generation.number,
+                "digest": self.generation.digest,
+                "written": done.result.written,
+                "changes": [f"{c.action} {c.kind} {c.name}" for c in done.plan.changes],
+                "created": list(done.result.created),
+                "listeners": changed,
+                "files_parsed": done.parsed_files,
+                "ms": round(elapsed, 1),
+            }
+
+    def status(self) -> dict[str, Any]:
+        gen = self.generation
+        return {
+            "ok": True,
+            "pid": os.getpid(),
+            "site": self.config.name,
+            "site_dir": str(self.config.root),
+            "data_root": str(self.data_root),
+            "generation": gen.number if gen else None,
+            "digest": gen.digest if gen else self.config.digest,
+            "applied_at": gen.applied_at if gen else None,
+            "applied_by": gen.applied_by if gen else None,
+            "running_digest": self.config.digest,
+            "uptime_seconds": round(time.monotonic() - self._started_at, 1),
+            "listeners": [f"{b.kind} {b.host}:{b.port}" for b in self.bound()],
+            "queues": self.spool.stats(),
+            "last_rejected": self.last_rejected,
+        }
+
+    def _serves(self, site: str) -> bool:
+        return os.path.realpath(site) == os.path.realpath(self.config.root)
+
+    async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The control socket's commands."""
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return self.status()
+        if cmd == "apply":
+            site = request.get("site")
+            if site and not self._serves(str(site)):
+                return {
+                    "ok": False,
+                    "error": f"this server serves {self.config.root}, not {site}",
+                    "errors": [],
+                }
+            return await self.reload(str(request.get("by") or "control"))
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         await self.start()
@@ -234,10 +286,10 @@ class Server:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let sessions finish, cancel what remains."""
-        for listener in self.smtp_listeners:
-            await listener.stop()
-        if self.pop3 is not None:
-            await self.pop3.stop()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        await self.listeners.stop_all()
         deadline = asyncio.get_running_loop().time() + grace
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.gate.idle.wait(), grace)

@@ -148,6 +148,16 @@ class Pop3Server:
         log.info("pop3 listening address=%s:%d tls=%s", host, bound, endpoint.implicit_tls)
         return bound
 
+    async def stop_listening(self, port: int) -> None:
+        """Stop accepting on one bound port; sessions that came in through it carry on."""
+        for server in list(self._servers):
+            if any(sock.getsockname()[1] == port for sock in server.sockets):
+                server.close()
+                self._servers.remove(server)
+                if port in self.ports:
+                    self.ports.remove(port)
+                log.info("pop3 stopped listening port=%d", port)
+
     async def stop(self) -> None:
         """Stop accepting, let busy sessions finish briefly, close everything."""
         self._stopping = True

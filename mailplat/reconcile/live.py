@@ -1,0 +1,66 @@
+"""One reconcile pass for a running server: load, check, plan, apply, all or nothing.
+
+Input: the site folder, the data root, a LoadCache (so only changed postoffice
+files are parsed again) and who asked. Output: a Reconciled (the new config,
+its Directory, the plan and the apply result), or ConfigRefused carrying
+every diagnostic. Nothing here touches the running server: the caller swaps
+the result in only when this returned, so a broken change never reaches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailplat.config.diagnostics import Diagnostic
+from mailplat.config.directory import Directory
+from mailplat.config.load import LoadCache, SiteConfig, load_site
+from mailplat.core.errors import ConfigError, MailplatError
+from mailplat.reconcile.apply import ApplyResult, apply
+from mailplat.reconcile.diff import Plan, diff
+from mailplat.reconcile.expect import run_expectations
+from mailplat.reconcile.state import read_generation
+
+
+class ConfigRefused(MailplatError):
+    """The change was not applied; `errors` holds every diagnostic as text."""
+
+    def __init__(self, message: str, errors: list[str]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    config: SiteConfig
+    directory: Directory
+    plan: Plan
+    result: ApplyResult
+    parsed_files: int
+
+
+def reconcile(site_dir: Path, data_root: Path, cache: LoadCache, by: str) -> Reconciled:
+    """Load and apply site_dir; raise ConfigRefused (and change nothing) when it is broken."""
+    try:
+        config = load_site(site_dir, cache)
+    except ConfigError as exc:
+        errors = [str(d) for d in exc.diagnostics if not _is_warning(d)]
+        raise ConfigRefused(f"{len(errors)} error(s) in the configuration", errors) from exc
+    directory = Directory(config)
+    report = run_expectations(config, directory)
+    if not report.ok:
+        errors = [str(d) for d in report.diagnostics if not _is_warning(d)]
+        raise ConfigRefused("an expect.yaml case fails", errors)
+    applied = read_generation(data_root)
+    plan = diff(
+        applied.snapshot if applied else None,
+        config,
+        old_digest=applied.digest if applied else None,
+        new_directory=directory,
+    )
+    result = apply(config, plan, data_root, by=by)
+    return Reconciled(config, directory, plan, result, cache.parsed)
+
+
+def _is_warning(diag: object) -> bool:
+    return isinstance(diag, Diagnostic) and not diag.is_error

@@ -1,0 +1,169 @@
+"""The set of listening sockets a site declares, kept in step with each reload.
+
+Each bind is keyed by (protocol, host, configured port). sync(site) starts the
+binds that are new and stops the ones that are gone; a bind that stays is not
+touched, so its sessions never notice a reload. TLS contexts are shared per
+(cert, key) pair and reloaded in place (load_cert_chain on the live context),
+so a renewed certificate is used by the next handshake on every listener
+without rebinding anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mailplat.config.models.base import split_host_port
+from mailplat.config.models.site import Listener, Site
+from mailplat.connectors.smtp_in.listener import ConnectionGate, SmtpListener
+from mailplat.runtime.tls import server_context
+from mailplat.services.pop3.listener import Pop3Server
+
+log = logging.getLogger("mailplat.server")
+
+SMTP_KINDS = ("smtp", "submission", "smtps")
+POP_KINDS = ("pop3", "pop3s")
+DEFAULT_PORTS = {"smtp": 25, "submission": 587, "smtps": 465, "pop3": 110, "pop3s": 995}
+
+Key = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A listener that is up: protocol, host, port."""
+
+    kind: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str
+    host: str
+    port: int
+    tls: tuple[Path, Path] | None
+    auth_requires_tls: bool
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.host, self.port)
+
+
+def specs(site: Site, root: Path) -> list[Spec]:
+    """Every bind the site declares, alternate ports included."""
+    out: list[Spec] = []
+    for kind in (*SMTP_KINDS, *POP_KINDS):
+        listener: Listener = getattr(site.listeners, kind)
+        if not listener.enabled:
+            continue
+        tls = (root / listener.tls.cert, root / listener.tls.key) if listener.tls else None
+        for bind in listener.bind:
+            host, port = split_host_port(bind, DEFAULT_PORTS[kind])
+            assert port is not None
+            ports = [port, listener.alternate_port] if listener.alternate_port else [port]
+            out.extend(Spec(kind, host, p, tls, listener.auth_requires_tls) for p in ports)
+    return out
+
+
+def check_tls(site: Site, root: Path) -> list[str]:
+    """Errors loading any certificate the site names (checked before a reload swaps)."""
+    errors = []
+    for pair in {s.tls for s in specs(site, root) if s.tls}:
+        try:
+            server_context(*pair)
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(f"TLS certificate {pair[0]} / key {pair[1]}: {exc}")
+    return errors
+
+
+class ListenerSet:
+    """SMTP listeners and the POP3 server's binds of one running server."""
+
+    def __init__(
+        self,
+        smtp_context: Any,
+        gate: ConnectionGate,
+        authenticate: Callable[[str, str], str | None],
+        pop3_factory: Callable[[], Pop3Server],
+    ) -> None:
+        self._smtp_context = smtp_context
+        self._gate = gate
+        self._authenticate = authenticate
+        self._pop3_factory = pop3_factory
+        self.pop3: Pop3Server | None = None
+        self._smtp: dict[Key, SmtpListener] = {}
+        self._pop: dict[Key, Bound] = {}
+        self._contexts: dict[tuple[Path, Path], ssl.SSLContext] = {}
+
+    def _context(self, pair: tuple[Path, Path] | None) -> ssl.SSLContext | None:
+        if pair is None:
+            return None
+        ctx = self._contexts.get(pair)
+        if ctx is None:
+            ctx = self._contexts[pair] = server_context(*pair)
+        return ctx
+
+    def reload_certificates(self) -> None:
+        """Load every certificate again into its live context (new handshakes use it)."""
+        for (cert, key), ctx in self._contexts.items():
+            ctx.load_cert_chain(str(cert), str(key))
+
+    async def sync(self, site: Site, root: Path) -> list[str]:
+        """Start new binds, stop removed ones; what changed, as log-ready text."""
+        wanted = {s.key: s for s in specs(site, root)}
+        changed: list[str] = []
+        for key in [k for k in self._smtp if k not in wanted]:
+            listener = self._smtp.pop(key)
+            await listener.stop()
+            changed.append(f"stopped {key[0]} {listener.host}:{listener.port}")
+        for key in [k for k in self._pop if k not in wanted]:
+            bound = self._pop.pop(key)
+            if self.pop3 is not None:
+                await self.pop3.stop_listening(bound.port)
+            changed.append(f"stopped {key[0]} {bound.host}:{bound.port}")
+        for key, spec in wanted.items():
+            if key in self._smtp or key in self._pop:
+                continue
+            if spec.kind in SMTP_KINDS:
+                smtp = SmtpListener(
+                    spec.kind,
+                    spec.host,
+                    spec.port,
+                    self._smtp_context,
+                    self._gate,
+                    self._context(spec.tls),
+                    spec.auth_requires_tls,
+                    self._authenticate,
+                )
+                await smtp.start()
+                self._smtp[key] = smtp
+                changed.append(f"started {spec.kind} {smtp.host}:{smtp.port}")
+            else:
+                if self.pop3 is None:
+                    self.pop3 = self._pop3_factory()
+                tls = self._context(spec.tls)
+                if spec.kind == "pop3s":
+                    port = await self.pop3.start(spec.host, spec.port, ssl_context=tls)
+                else:
+                    port = await self.pop3.start(spec.host, spec.port, starttls_context=tls)
+                self._pop[key] = Bound(spec.kind, spec.host, port)
+                log.info("listening protocol=%s address=%s:%d", spec.kind, spec.host, port)
+                changed.append(f"started {spec.kind} {spec.host}:{port}")
+        return changed
+
+    def bound(self) -> list[Bound]:
+        smtp = [Bound(s.kind, s.host, s.port) for s in self._smtp.values()]
+        return smtp + list(self._pop.values())
+
+    async def stop_all(self) -> None:
+        for listener in self._smtp.values():
+            await listener.stop()
+        self._smtp.clear()
+        if self.pop3 is not None:
+            await self.pop3.stop()
+        self._pop.clear()
