@@ -1,0 +1,173 @@
+"""A real DNS server on 127.0.0.1 for outbound tests (dnslib, UDP and TCP on one port).
+
+Serves only what a test puts in its Zone: MX, A, AAAA, null MX (`MX 0 .`),
+SERVFAIL for chosen names, and slow answers (the handler thread sleeps before
+replying). A name the zone does not know is NXDOMAIN; a known name without
+the asked type is an empty NOERROR answer (NODATA). Nothing is forwarded: no
+query ever leaves the machine.
+
+    zone = Zone()
+    zone.mx("dest.test", (10, "mx1.dest.test"), (20, "mx2.dest.test"))
+    zone.a("mx1.dest.test", "127.0.0.2")
+    with DnsServer(zone) as dns:
+        site dns_servers: [dns.address]   # "127.0.0.1:<port>"
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnslib import AAAA, MX, QTYPE, RCODE, RR, A
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+
+@dataclass
+class Zone:
+    """Records by (name, type); names are lower case without the final dot."""
+
+    records: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+    failing: set[str] = field(default_factory=set)
+    delays: dict[str, float] = field(default_factory=dict)
+    queries: list[tuple[str, str]] = field(default_factory=list)
+    ttl: int = 60
+
+    def _add(self, name: str, rtype: str, rdata: Any) -> None:
+        name = name.lower().rstrip(".")
+        self.names.add(name)
+        self.records.setdefault((name, rtype), []).append(rdata)
+
+    def mx(self, domain: str, *hosts: tuple[int, str]) -> None:
+        for pref, host in hosts:
+            self._add(domain, "MX", MX(host.rstrip(".") + ".", pref))
+
+    def null_mx(self, domain: str) -> None:
+        """RFC 7505: `MX 0 .`."""
+        self._add(domain, "MX", MX(".", 0))
+
+    def a(self, name: str, *ips: str) -> None:
+        for ip in ips:
+            self._add(name, "A", A(ip))
+
+    def aaaa(self, name: str, *ips: str) -> None:
+        for ip in ips:
+            self._add(name, "AAAA", AAAA(ip))
+
+    def exists(self, name: str) -> None:
+        """A name with no records at all (NODATA for every type)."""
+        self.names.add(name.lower().rstrip("."))
+
+    def servfail(self, name: str) -> None:
+        self.failing.add(name.lower().rstrip("."))
+
+    def slow(self, name: str, seconds: float) -> None:
+        self.delays[name.lower().rstrip(".")] = seconds
+
+    def heal(self, name: str) -> None:
+        """Stop failing or delaying a name."""
+        key = name.lower().rstrip(".")
+        self.failing.discard(key)
+        self.delays.pop(key, None)
+
+    def asked(self, name: str) -> list[str]:
+        """Types queried for a name, in order."""
+        key = name.lower().rstrip(".")
+        return [t for n, t in self.queries if n == key]
+
+
+class _Resolver(BaseResolver):  # type: ignore[misc]
+    def __init__(self, zone: Zone, stop: threading.Event) -> None:
+        self.zone = zone
+        self.stop = stop
+
+    def resolve(self, request: Any, handler: Any) -> Any:
+        zone = self.zone
+        reply = request.reply()
+        qname = str(request.q.qname).rstrip(".").lower()
+        qtype = QTYPE[request.q.qtype]
+        zone.queries.append((qname, qtype))
+        delay = zone.delays.get(qname)
+        if delay:
+            self.stop.wait(delay)  # wakes early when the server stops
+        if qname in zone.failing:
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply
+        rdatas = zone.records.get((qname, qtype), [])
+        for rdata in rdatas:
+            reply.add_answer(
+                RR(qname + ".", getattr(QTYPE, qtype), rdata=rdata, ttl=zone.ttl)
+            )
+        if not rdatas and qname not in zone.names:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+
+def _free_udp_tcp_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free port for the test DNS server")
+
+
+class DnsServer:
+    """The Zone served on 127.0.0.1:<port> over UDP and TCP, in daemon threads."""
+
+    def __init__(self, zone: Zone | None = None) -> None:
+        self.zone = zone or Zone()
+        self.port = 0
+        self._stop = threading.Event()
+        self._servers: list[DNSServer] = []
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> DnsServer:
+        resolver = _Resolver(self.zone, self._stop)
+        quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+        for attempt in range(5):
+            self.port = _free_udp_tcp_port()
+            try:
+                udp = DNSServer(resolver, port=self.port, address="127.0.0.1", logger=quiet)
+                tcp = DNSServer(
+                    resolver, port=self.port, address="127.0.0.1", tcp=True, logger=quiet
+                )
+            except OSError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
+                continue
+            self._servers = [udp, tcp]
+            break
+        for server in self._servers:
+            # A short poll interval: stop() waits for one poll per server.
+            thread = threading.Thread(
+                target=server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+            )
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for server in self._servers:
+            server.server.shutdown()
+            server.server.server_close()
+        self._servers = []
+
+    def __enter__(self) -> DnsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
