@@ -23,6 +23,7 @@ from mailplat.auth.pop_before_smtp import PopBeforeSmtp
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig
 from mailplat.connectors.postoffice.deliver import LocalDelivery
+from mailplat.connectors.smtp_out.deliver import OutboundDelivery
 from mailplat.connectors.smtp_in.listener import ConnectionGate
 from mailplat.control import channel
 from mailplat.core.envelope import Envelope
@@ -68,6 +69,7 @@ class Server:
         self.delivery = LocalDelivery(
             self.spool, lambda: self._directory, data_root, self._inject, self.quota
         )
+        self.outbound = OutboundDelivery(self.spool, lambda: self._directory, self._inject)
         self.listeners = ListenerSet(self, self.gate, self.authenticate, self._new_pop3)
         self.control: asyncio.Server | None = None
         self.load_cache = LoadCache()
@@ -113,6 +115,8 @@ class Server:
     def _wake(self, queue: str) -> None:
         if queue == "postoffice":
             self.delivery.kick()
+        elif queue == "smtp":
+            self.outbound.kick()
 
     def _maildir_path(self, entry: MailboxEntry) -> Path:
         return mailbox_dir(self.data_root, entry.postoffice, entry.name)
@@ -166,10 +170,12 @@ class Server:
         self.agent.poll_seconds = float(site.delivery.queue_poll_seconds)
         self._tasks.append(asyncio.create_task(self.agent.run(), name="mta"))
         self._tasks.append(asyncio.create_task(self.delivery.run(), name="delivery"))
+        self._tasks.append(asyncio.create_task(self.outbound.run(), name="outbound"))
         await self.listeners.sync(site, self.config.root)
         self.control = await channel.serve(channel.socket_path(self.data_root), self.handle_control)
         self.agent.kick()
         self.delivery.kick()
+        self.outbound.kick()
         self.started.set()
 
     def bound(self) -> list[Bound]:
@@ -297,7 +303,11 @@ class Server:
         # over, then delivery empties its queue. Workers stop between messages,
         # never inside a spool write; only past the deadline are they cancelled,
         # and what is left then stays durable in the spool for the next start.
-        workers: list[Agent | LocalDelivery] = [self.agent, self.delivery]
+        workers: list[Agent | LocalDelivery | OutboundDelivery] = [
+            self.agent,
+            self.delivery,
+            self.outbound,
+        ]
         for task, worker in zip(self._tasks, workers, strict=True):
             worker.request_stop()
             left = max(0.5, deadline - asyncio.get_running_loop().time())

@@ -1,0 +1,86 @@
+"""Through a real Server: smtplib -> mailplat (MTA, smtp queue, outbound) -> loopback MX.
+
+The site's DNS is the test DNS server and its remote_port the receivers'
+port; relaying is allowed from 127.0.0.1 only (privileged_ips).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import smtplib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mailplat.runtime.server import Server
+from tests.support import maildir_files, running, wait_for, write_site
+from tests.support_dns import DnsServer
+from tests.support_smtp import Receiver, Script, free_port
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, dns: DnsServer, port: int) -> AsyncIterator[Server]:
+    dns.zone.mx("dest.test", (10, "mx1.dest.test"))
+    dns.zone.a("mx1.dest.test", "127.0.0.2")
+    site = write_site(
+        tmp_path,
+        site={
+            "server": {"dns_servers": [dns.address]},
+            "relay": {"privileged_ips": ["127.0.0.1"]},
+            "delivery": {"remote_port": port, "remote_timeout_seconds": 5},
+        },
+        tls=False,
+    )
+    async with running(site, tmp_path / "data") as srv:
+        yield srv
+
+
+def send(server: Server, rcpts: list[str], subject: str) -> None:
+    msg = (
+        f"From: alice@example.test\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject}@example.test>\r\n\r\nBody of {subject}.\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
+        s.sendmail("alice@example.test", rcpts, msg)
+
+
+async def test_message_to_a_remote_address_reaches_its_mx(server: Server, port: int) -> None:
+    rx = await Receiver("127.0.0.2", port).start()
+    try:
+        await asyncio.to_thread(send, server, ["bob@dest.test", "alice@example.test"], "e2e")
+        [got] = await rx.wait(1)
+        assert got.rcpts == ["bob@dest.test"]
+        assert got.mail_from == "alice@example.test"
+        assert got.helo == "mx.example.test"
+        assert b"Subject: e2e" in got.data and b"Received: from " in got.data
+        await wait_for(lambda: server.spool.records("smtp") == [])
+    finally:
+        await rx.stop()
+
+
+async def test_remote_rejection_bounces_into_the_senders_mailbox(
+    server: Server, port: int, tmp_path: Path
+) -> None:
+    script = Script(rcpt_reply=lambda a: "550 5.1.1 <nobody@dest.test>: no such user")
+    rx = await Receiver("127.0.0.2", port, script).start()
+    data_root = tmp_path / "data"
+    try:
+        await asyncio.to_thread(send, server, ["nobody@dest.test"], "doomed")
+        await wait_for(lambda: len(maildir_files(data_root, "example", "alice")) == 1)
+    finally:
+        await rx.stop()
+    raw = maildir_files(data_root, "example", "alice")[0].read_bytes()
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+    assert msg.get_content_type() == "multipart/report"
+    assert b"Diagnostic-Code: smtp; 550 5.1.1 <nobody@dest.test>: no such user" in raw
+    assert b"Subject: doomed" in raw
+    assert server.spool.records("smtp") == []
