@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "schema",
     "users",
     "serve",
+    "status",
+    "git",
     "tls",
 )
 

@@ -3,15 +3,17 @@
 Provisioning creates every missing Maildir under <data>/postoffices/<po>/<mailbox>/
 (with the postoffice's welcome message in a new one) and never deletes mail.
 Without --yes it asks; with no terminal to ask on it refuses (exit 1).
+When a server is running on the same data root, the change goes through its
+control socket: the server validates, plans, provisions and swaps its config
+in one step and answers with the result. With no server it applies offline.
 Exit codes: 0 applied or nothing to do, 1 error or refused.
-Telling a running server (control socket) is not implemented yet.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,8 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mailplat.cli.console import DataOpt, JsonOpt, SiteArg, emit_json, err, fail, handle, ok, out
 from mailplat.cli.plan import Planned, make_plan, show_config_warnings
 from mailplat.cli.plan_view import has_work, plan_to_json, render_plan
+from mailplat.control import channel
 from mailplat.core.errors import MailplatError
-from mailplat.reconcile.apply import ApplyResult
+from mailplat.reconcile.apply import ApplyResult, applied_by
 from mailplat.reconcile.apply import apply as run_apply
 
 YesOpt = Annotated[
@@ -42,7 +45,10 @@ def apply(
     if not as_json:
         show_config_warnings(p.config)
         render_plan(out, p.plan, p.effects, p.applied)
-    if not has_work(p.plan, p.effects):
+    running = _running_status(p.root)
+    if not has_work(p.plan, p.effects) and (
+        running is None or running.get("running_digest") == p.config.digest
+    ):
         if as_json:
             emit_json({**plan_to_json(p.plan, p.effects, p.applied), "applied_now": False})
         return
@@ -51,6 +57,9 @@ def apply(
             fail("stdin is not a terminal, so I cannot ask: run with --yes to apply")
         if not typer.confirm("\nApply these changes?", default=False, err=True):
             fail("apply cancelled; nothing was changed")
+    if running is not None:
+        _apply_live(site, p, as_json)
+        return
     try:
         result = _run(p, show_progress=not as_json and len(p.effects.maildirs) > 1)
     except MailplatError as exc:
@@ -67,6 +76,41 @@ def apply(
         )
         return
     _report(result, p.root)
+
+
+def _running_status(root: Path) -> dict[str, Any] | None:
+    """The running server's status, or None when no server uses this data root."""
+    try:
+        return channel.call(channel.socket_path(root), {"cmd": "status"}, timeout=10)
+    except (channel.ControlUnavailable, OSError):
+        return None
+
+
+def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
+    """Hand the change to the running server and report what it did."""
+    request = {"cmd": "apply", "site": str(site), "by": applied_by()}
+    if not as_json:
+        out.print(f"\nApplying through the running server ({channel.socket_path(p.root)})...")
+    reply = channel.call(channel.socket_path(p.root), request)
+    if as_json:
+        emit_json({**plan_to_json(p.plan, p.effects, p.applied), "server": reply})
+        if not reply.get("ok"):
+            raise typer.Exit(1)
+        return
+    if not reply.get("ok"):
+        err.print(f"[red]error:[/] the server refused the change: {reply.get('error')}")
+        for line in reply.get("errors", []):
+            err.print(f"  {line}", highlight=False)
+        err.print("The server keeps serving the configuration it had.")
+        raise typer.Exit(1)
+    for line in reply.get("listeners", []):
+        out.print(f"  listener {line}", highlight=False)
+    if reply.get("created"):
+        out.print(f"Created {len(reply['created'])} Maildir(s).")
+    ok(
+        f"Live: generation {reply['generation']} ({str(reply['digest'])[:12]}) "
+        f"applied by the running server in {reply['ms']} ms."
+    )
 
 
 def _run(p: Planned, show_progress: bool) -> ApplyResult:

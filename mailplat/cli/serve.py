@@ -1,12 +1,18 @@
-"""`mailplat serve SITE`: run the mail server for a site until Ctrl-C or SIGTERM."""
+"""`mailplat serve SITE [--watch]`: run the mail server for a site until Ctrl-C or SIGTERM.
+
+SIGHUP reloads the site from disk; --watch reloads on every save (bursts of
+saves are debounced into one reload). A broken change is logged with every
+error and the server keeps serving the config it had.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +21,8 @@ from mailplat.config.load import data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
 from mailplat.runtime.server import Server
+
+log = logging.getLogger("mailplat.server")
 
 
 def serve(
@@ -25,8 +33,15 @@ def serve(
             help="Data root (queues, Maildirs, state); default from MAILPLAT_DATA or the site."
         ),
     ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Apply every saved change to the site folder live.")
+    ] = False,
 ) -> None:
-    """Serve SITE: SMTP, submission, SMTPS, POP3 and POP3S as the site declares them."""
+    """Serve SITE: SMTP, submission, SMTPS, POP3 and POP3S as the site declares them.
+
+    `mailplat apply SITE` and SIGHUP reconfigure the running server; with
+    --watch a saved change is applied at once. Ctrl-C or SIGTERM stop it.
+    """
     try:
         config = load_site(site)
     except MailplatError as exc:
@@ -34,10 +49,26 @@ def serve(
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
     logs = config.site.logging
     runtime_logging.setup(root / logs.directory, debug=logs.debug, json_file=logs.json_lines)
-    asyncio.run(_serve(config, root))
+    asyncio.run(_serve(config, root, watch))
 
 
-async def _serve(config: object, root: Path) -> None:
+async def _watch(server: Server, site_dir: Path) -> None:
+    """Reload after each burst of saves (watchfiles groups changes within its debounce)."""
+    from watchfiles import awatch
+
+    async for changes in awatch(site_dir, debounce=150, step=20, recursive=True):
+        names = sorted({Path(p).name for _, p in changes})
+        log.info("watch change files=%s", ",".join(names[:10]))
+        result = await server.reload("watch")
+        if not result["ok"]:
+            out.print(f"[red]change refused[/]: {result['error']} (still serving the old config)")
+            for line in result.get("errors", []):
+                out.print(f"  {line}", highlight=False)
+        else:
+            out.print(f"[green]applied[/] generation {result['generation']} in {result['ms']} ms")
+
+
+async def _serve(config: object, root: Path, watch: bool = False) -> None:
     from mailplat.config.load import SiteConfig
 
     assert isinstance(config, SiteConfig)
@@ -46,7 +77,18 @@ async def _serve(config: object, root: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    background: set[asyncio.Task[Any]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(server.reload("SIGHUP"))
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await server.start()
+    if watch:
+        task = loop.create_task(_watch(server, config.root))
+        background.add(task)
     out.print(f"[bold green]mailplat[/] serving site [bold]{config.name}[/] (data in {root})")
     for b in server.bound():
         out.print(f"  {b.kind:<11} {b.host}:{b.port}")
@@ -61,11 +103,16 @@ async def _serve(config: object, root: Path) -> None:
         out.print(
             f"Read it by POP3:   mailbox alice, password alice-secret, {pop3.host}:{pop3.port}"
         )
-    out.print("Ctrl-C stops the server.")
+    out.print(
+        "Ctrl-C stops the server; `mailplat apply` or SIGHUP reloads it"
+        + (", and saves are applied live (--watch)." if watch else ".")
+    )
     try:
         await stop.wait()
     finally:
         out.print("stopping...")
+        for task in background:
+            task.cancel()
         await server.stop()
 
 

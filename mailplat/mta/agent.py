@@ -64,9 +64,11 @@ class Agent:
         directory: Callable[[], Directory],
         wake: Callable[[str], None],
         poll_seconds: float = 5.0,
+        directory_for: Callable[[str], Directory | None] | None = None,
     ) -> None:
         self.spool = spool
         self.directory = directory
+        self.directory_for = directory_for
         self.wake = wake
         self.poll_seconds = poll_seconds
         self._kick = asyncio.Event()
@@ -101,6 +103,15 @@ class Agent:
             finally:
                 self._busy.difference_update(batch)
 
+    def _directory_of(self, env: Envelope) -> Directory:
+        """The config the message was accepted under when still known, else the current one."""
+        digest = env.get("config")
+        if digest and self.directory_for is not None:
+            found = self.directory_for(digest)
+            if found is not None:
+                return found
+        return self.directory()
+
     async def process(self, msg_id: str) -> None:
         try:
             env, data = self.spool.read_incoming(msg_id)
@@ -108,7 +119,7 @@ class Agent:
             log.exception("mta unreadable id=%s", msg_id)
             self.spool.quarantine_incoming(msg_id)
             return
-        directory = self.directory()
+        directory = self._directory_of(env)
         routing = route(env, directory)
         if routing.rejected:
             await bounce(self.spool, directory, env, data, [_status(d) for d in routing.rejected])
@@ -117,6 +128,10 @@ class Agent:
         self.routed += 1
         for queue, record in routing.records:
             log.info(
-                "mta routed id=%s queue=%s rcpts=%s", env.trace_id, queue, ",".join(record.rcpts)
+                "mta routed id=%s queue=%s rcpts=%s config=%s",
+                env.trace_id,
+                queue,
+                ",".join(record.rcpts),
+                directory.digest[:12],
             )
             self.wake(queue)

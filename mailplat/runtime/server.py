@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ from mailplat.auth.pop_before_smtp import PopBeforeSmtp
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig
 from mailplat.connectors.postoffice.deliver import LocalDelivery
-from mailplat.connectors.smtp_out.deliver import OutboundDelivery
 from mailplat.connectors.smtp_in.listener import ConnectionGate
+from mailplat.connectors.smtp_out.deliver import OutboundDelivery
 from mailplat.control import channel
 from mailplat.core.envelope import Envelope
 from mailplat.core.errors import MailplatError
@@ -42,6 +43,8 @@ from mailplat.store.quota import QuotaTracker
 log = logging.getLogger("mailplat.server")
 
 __all__ = ["Bound", "Server"]
+
+RECENT_DIRECTORIES = 16
 
 
 class _Pop3Backend:
@@ -65,7 +68,12 @@ class Server:
         self.quota = QuotaTracker()
         self.gate = ConnectionGate()
         self.pop_memory = PopBeforeSmtp(data_root / "state" / "pop_before_smtp.json")
-        self.agent = Agent(self.spool, lambda: self._directory, self._wake)
+        # Directories of recent generations, so mail accepted just before a
+        # reload is routed by the config its transaction was decided with.
+        self._recent: OrderedDict[str, Directory] = OrderedDict({config.digest: self._directory})
+        self.agent = Agent(
+            self.spool, lambda: self._directory, self._wake, directory_for=self._recent.get
+        )
         self.delivery = LocalDelivery(
             self.spool, lambda: self._directory, data_root, self._inject, self.quota
         )
@@ -90,6 +98,13 @@ class Server:
         """Replace the Directory in one assignment; sessions keep their snapshot."""
         self.config = config
         self._directory = Directory(config)
+        self._remember(self._directory)
+
+    def _remember(self, directory: Directory) -> None:
+        self._recent[directory.digest] = directory
+        self._recent.move_to_end(directory.digest)
+        while len(self._recent) > RECENT_DIRECTORIES:
+            self._recent.popitem(last=False)
 
     async def accept(self, env: Envelope, data: bytes) -> str:
         queue_id = await self.spool.receive(env, data)
@@ -219,6 +234,7 @@ class Server:
             # The swap: one assignment each; sessions keep the snapshot they started with.
             self.config = done.config
             self._directory = done.directory
+            self._remember(done.directory)
             self.listeners.reload_certificates()
             changed = await self.listeners.sync(done.config.site, done.config.root)
             self.generation = done.result.generation

@@ -206,6 +206,9 @@ class InboundHandler:
             client_ip=server.peer_ip,
             helo=session.host_name or "",
             auth_login=server.login_key or "",
+            # The config this transaction was decided with: the MTA routes it by
+            # the same one even when a reload lands before routing.
+            meta=(("config", directory.digest),),
         )
         try:
             queue_id = await self.context.accept(env, prefix + raw)

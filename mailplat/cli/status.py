@@ -1,0 +1,78 @@
+"""`mailplat status`: what the running server serves and how it is doing.
+
+Reads the server's status over the control socket: generation and config
+hash, when and by whom it was applied, listeners, queue sizes, and the last
+change it refused with its errors. Exit 0 when a server answered, 1 when none
+runs on this data root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mailplat.cli.console import DataOpt, JsonOpt, emit_json, fail, handle, out
+from mailplat.config.load import data_root, load_site
+from mailplat.control import channel
+from mailplat.core.errors import MailplatError
+
+
+def status(
+    site: Annotated[Path, typer.Argument(help="Site folder, e.g. sites/example.")],
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the running server's generation, listeners, queues and last refused change."""
+    try:
+        config = load_site(site)
+        root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
+    except MailplatError as exc:
+        # A broken working tree must not hide the status of the running server.
+        if data is None and not os.environ.get("MAILPLAT_DATA"):
+            handle(exc, to_json=as_json)
+        root = Path(data or os.environ["MAILPLAT_DATA"])
+    try:
+        reply = channel.call(channel.socket_path(root), {"cmd": "status"}, timeout=10)
+    except (channel.ControlUnavailable, OSError):
+        if as_json:
+            emit_json({"ok": False, "error": f"no server is running on {root}"})
+            raise typer.Exit(1) from None
+        fail(f"no server is running on data root {root} (start one with `mailplat serve`)")
+    if as_json:
+        emit_json(reply)
+        return
+    _render(reply)
+
+
+def _render(s: dict[str, Any]) -> None:
+    out.print(f"[bold]mailplat[/] pid {s['pid']}, site [bold]{s['site']}[/] ({s['site_dir']})")
+    out.print(f"  data root     {s['data_root']}", highlight=False)
+    gen = s.get("generation")
+    if gen is None:
+        out.print("  generation    none applied yet (serving the working tree)")
+    else:
+        out.print(
+            f"  generation    {gen} ({str(s['digest'])[:12]}), applied {s['applied_at']} "
+            f"by {s['applied_by']}",
+            highlight=False,
+        )
+    out.print(f"  uptime        {s['uptime_seconds']} s")
+    out.print("  listeners     " + ", ".join(s["listeners"]), highlight=False)
+    queues = ", ".join(f"{k}={v}" for k, v in sorted(s["queues"].items()))
+    out.print(f"  queues        {queues}", highlight=False)
+    rejected = s.get("last_rejected")
+    if rejected:
+        out.print(
+            f"  [red]last refused change[/] {rejected['at']} by {rejected['by']}: {rejected['error']}"
+        )
+        for line in rejected.get("errors", []):
+            out.print(f"    {line}", highlight=False)
+    else:
+        out.print("  last refused  none")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
