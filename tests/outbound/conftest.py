@@ -160,7 +160,7 @@ async def harness(tmp_path: Path, dns: DnsServer) -> AsyncIterator[Harness]:
         await h.close()
 
 
-def dsn_parts(msg: EmailMessage) -> tuple[str, list[dict[str, str]], str]:
+def dsn_parts(msg: EmailMessage) -> tuple[dict[str, str], list[dict[str, str]], str]:
     """(per-message fields text, per-recipient field dicts, returned headers) of a DSN."""
     assert msg.get_content_type() == "multipart/report"
     assert msg.get_param("report-type") == "delivery-status"
@@ -173,7 +173,7 @@ def dsn_parts(msg: EmailMessage) -> tuple[str, list[dict[str, str]], str]:
     status = parts[1]
     # The email package parses message/delivery-status into header blocks.
     blocks = [dict(b.items()) for b in status.get_payload()]
-    per_message = blocks[0]
+    per_message = blocks[0]  # Reporting-MTA, Arrival-Date, ...
     per_rcpt = [{k.lower(): str(v) for k, v in b.items()} for b in blocks[1:]]
     headers = parts[2].get_payload(decode=True).decode()
-    return str(per_message), per_rcpt, headers
+    return {k.lower(): str(v) for k, v in per_message.items()}, per_rcpt, headers
