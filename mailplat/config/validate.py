@@ -11,13 +11,19 @@ turns paths into line:col. Rules:
   and local target addresses exist;
 - no group or redirect loops;
 - default_postoffice exists; listeners do not collide; TLS listeners have certs;
+- no smart host (global or a domain's) points back at one of our own SMTP
+  listeners, which would loop every remote message through us forever;
 - warnings: no postmaster, local-sender relaying, open privileged ranges.
 """
 
 from __future__ import annotations
 
+import ipaddress
+
 from mailplat.config.diagnostics import Diagnostic, PathPart, error, warning
 from mailplat.config.load import SiteConfig
+from mailplat.config.models.base import split_host_port
+from mailplat.config.models.site import Site
 from mailplat.core.address import try_parse
 from mailplat.core.netmatch import is_open_range
 
@@ -28,6 +34,7 @@ def validate_site(config: SiteConfig) -> list[Diagnostic]:
     """Every cross-object problem of a site."""
     diags: list[Diagnostic] = []
     diags += _check_site(config)
+    diags += _check_smart_hosts(config)
     owners, edges, targets = _collect(config, diags)
     diags += _check_targets(config, owners, targets)
     diags += _check_loops(config, edges)
@@ -96,6 +103,84 @@ def _check_site(config: SiteConfig) -> list[Diagnostic]:
                     )
                 )
             seen[bind] = lname
+    return out
+
+
+SMTP_DEFAULT_PORTS = {"smtp": 25, "submission": 587, "smtps": 465}
+SMART_HOST_PORT = 25
+_WILDCARD = {"0.0.0.0", "::", "", "*"}
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _own_listener(site: Site, spec: str) -> str | None:
+    """The listener (`kind host:port`) a smart host `host[:port]` would reach, if it is ours."""
+    try:
+        host, port = split_host_port(spec, SMART_HOST_PORT)
+    except ValueError:
+        return None
+    host = host.lower()
+    names = {site.server.host_name.lower()}
+    for kind, default in SMTP_DEFAULT_PORTS.items():
+        listener = getattr(site.listeners, kind)
+        if not listener.enabled:
+            continue
+        for bind in listener.bind:
+            bhost, bport = split_host_port(bind, default)
+            bhost = bhost.lower()
+            ports = {bport, listener.alternate_port} - {None, 0}
+            if port not in ports:
+                continue
+            same = (
+                host == bhost
+                or host in names  # our own name with our own port
+                or (bhost in _WILDCARD and _loopback(host))
+                or (_loopback(bhost) and _loopback(host) and "localhost" in (host, bhost))
+            )
+            if same:
+                return f"{kind} {bind}"
+    return None
+
+
+def _check_smart_hosts(config: SiteConfig) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    site = config.site
+    hint = "point it at another server (host[:port]), or remove it"
+    smart = site.delivery.smart_host
+    if smart is not None:
+        ours = _own_listener(site, smart.host)
+        if ours:
+            out.append(
+                error(
+                    config.site_file,
+                    ("delivery", "smart_host", "host"),
+                    f"smart host {smart.host} is this server's own listener ({ours}): "
+                    "every remote message would loop back to us",
+                    hint,
+                )
+            )
+    for po_name, po in config.postoffices.items():
+        for dname, dom in po.domains.items():
+            if not dom.smart_host:
+                continue
+            ours = _own_listener(site, dom.smart_host)
+            if ours:
+                out.append(
+                    error(
+                        config.files[po_name],
+                        ("domains", dname, "smart_host"),
+                        f"smart host {dom.smart_host} of domain {dname} is this server's own "
+                        f"listener ({ours}): its mail would loop back to us",
+                        hint,
+                    )
+                )
     return out
 
 
