@@ -98,9 +98,7 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
             return reply
         rdatas = zone.records.get((qname, qtype), [])
         for rdata in rdatas:
-            reply.add_answer(
-                RR(qname + ".", getattr(QTYPE, qtype), rdata=rdata, ttl=zone.ttl)
-            )
+            reply.add_answer(RR(qname + ".", getattr(QTYPE, qtype), rdata=rdata, ttl=zone.ttl))
         if not rdatas and qname not in zone.names:
             reply.header.rcode = RCODE.NXDOMAIN
         return reply
