@@ -35,6 +35,7 @@ class Got:
     tls: bool
     login: str | None
     helo: str
+    peer: str  # the client's IP (our bind address)
 
 
 @dataclass
@@ -113,6 +114,7 @@ class _Handler:
                 tls=session.ssl is not None,
                 login=login,
                 helo=session.host_name or "",
+                peer=str(session.peer[0]) if session.peer else "",
             )
         )
         self.r.arrived.set()

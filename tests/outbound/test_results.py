@@ -211,3 +211,22 @@ async def test_recipients_of_several_domains_are_settled_once(harness: Harness) 
     _, [rcpt], _ = dsn_parts(dsn)
     assert rcpt["final-recipient"] == "rfc822; c@missing.test"
     assert rx2.connections == 1
+
+
+async def test_outbound_connections_use_the_bind_ip(harness: Harness) -> None:
+    harness.configure({"delivery": {"bind_ip": "127.0.0.9"}})
+    one_mx(harness)
+    rx = await harness.receiver("127.0.0.2")
+    await harness.queue(["a@dest.test"])
+    await harness.outbound.drain()
+    assert [g.peer for g in rx.got] == ["127.0.0.9"]
+
+
+async def test_utf8_addresses_use_smtputf8(harness: Harness) -> None:
+    one_mx(harness)
+    rx = await harness.receiver("127.0.0.2")
+    await harness.queue(["jösé@dest.test"], mail_from="zoë@example.test")
+    await harness.outbound.drain()
+    [got] = rx.got
+    assert got.rcpts == ["jösé@dest.test"] and got.mail_from == "zoë@example.test"
+    assert "SMTPUTF8" in got.mail_options
