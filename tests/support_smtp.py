@@ -66,6 +66,7 @@ class _Handler:
     async def _maybe_break(self, server: SMTP, step: str) -> bool:
         script = self.r.script
         if script.stall_at == step:
+            self.r.stalled.set()
             await self.r.released.wait()
             return True
         if script.drop_at == step:
@@ -140,6 +141,7 @@ class Receiver:
         self.got: list[Got] = []
         self.arrived = asyncio.Event()
         self.released = asyncio.Event()  # set at stop(): stalled sessions end
+        self.stalled = asyncio.Event()  # a session reached its stall point
         self.connections = 0
         self.connections_used: set[int] = set()
         self._server: asyncio.Server | None = None
