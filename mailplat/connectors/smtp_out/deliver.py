@@ -153,7 +153,12 @@ class OutboundDelivery:
     async def run(self) -> None:
         try:
             while not self._stopping:
-                await self._dispatch()
+                try:
+                    await self._dispatch()
+                except Exception:
+                    # A spool error must not end outbound delivery for good:
+                    # log it and look again at the next wake-up.
+                    log.exception("outbound dispatch failed; retrying at the next poll")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._kick.wait(), self._sleep_seconds())
                 self._kick.clear()
