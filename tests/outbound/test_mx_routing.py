@@ -162,3 +162,13 @@ async def test_equal_preferences_are_shuffled(dns: DnsServer) -> None:
         ("first.test", "a.spread.test", "b.spread.test"),
         ("first.test", "b.spread.test", "a.spread.test"),
     }
+
+
+async def test_ipv6_only_mx_host_is_reached_by_its_aaaa(harness: Harness) -> None:
+    harness.zone.mx("six.test", (10, "mx.six.test"))
+    harness.zone.aaaa("mx.six.test", "::1")
+    rx = await harness.receiver("::1")
+    await harness.queue(["eve@six.test"])
+    await harness.outbound.drain()
+    assert [g.rcpts for g in rx.got] == [["eve@six.test"]]
+    assert harness.zone.asked("mx.six.test") == ["A", "AAAA"]
