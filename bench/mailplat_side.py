@@ -92,6 +92,7 @@ class MailplatServer:
     smtp_port: int
     pop3_port: int | None = None
     log: Path | None = None
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def maildir(self, mailbox: str, postoffice: str = POSTOFFICE) -> Path:
@@ -103,7 +104,9 @@ class MailplatServer:
         with log.open("ab") as out:
             self.proc = REGISTRY.add_process(
                 subprocess.Popen(
-                    mailplat_cmd("serve", str(self.site), "--data", str(self.data)),
+                    mailplat_cmd(
+                        "serve", str(self.site), "--data", str(self.data), *self.extra_args
+                    ),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

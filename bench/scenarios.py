@@ -619,7 +619,27 @@ SCENARIOS: dict[str, Callable[[Context], list[Record]]] = {
     "5": scenario_5,
     "6": scenario_6,
 }
-ALIASES = {"smtp": "1", "smtp-big": "2", "e2e": "3", "pop3": "4", "scale": "5", "idle": "6"}
+ALIASES = {
+    "smtp": "1",
+    "smtp-big": "2",
+    "e2e": "3",
+    "pop3": "4",
+    "scale": "5",
+    "idle": "6",
+    "reload": "7",
+    "reload-load": "8",
+}
+
+
+def _register_reload_scenarios() -> None:
+    # Imported late: bench.reload_scenarios builds on the helpers above.
+    from bench.reload_scenarios import scenario_7, scenario_8
+
+    SCENARIOS["7"] = scenario_7
+    SCENARIOS["8"] = scenario_8
+
+
+_register_reload_scenarios()
 
 
 def work_dir() -> Path:

@@ -1,7 +1,8 @@
-"""POP-before-SMTP memory: which client IPs logged in by POP3, and until when.
+"""Expiring IP memories: POP-before-SMTP logins and SMTP auto-bans.
 
-Runtime state, not config: kept in memory and saved to
-<data>/state/pop_before_smtp.json so it survives restarts and reloads.
+Runtime state, not config: kept in memory and saved to a JSON file under
+<data>/state/ (pop_before_smtp.json, bans.json) so it survives restarts and
+reloads.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import time
 from pathlib import Path
 
 
-class PopBeforeSmtp:
-    """IP -> expiry time."""
+class IpMemory:
+    """IP -> expiry time, saved on every change."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -33,6 +34,10 @@ class PopBeforeSmtp:
     def allowed(self, ip: str) -> bool:
         return self.until.get(ip, 0.0) > time.time()
 
+    def forget(self, ip: str) -> None:
+        if self.until.pop(ip, None) is not None:
+            self._save()
+
     def _save(self) -> None:
         if self.path is None:
             return
@@ -40,3 +45,7 @@ class PopBeforeSmtp:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.until))
         os.replace(tmp, self.path)
+
+
+# POP-before-SMTP: an IP that logged in by POP3 may relay for a few minutes.
+PopBeforeSmtp = IpMemory

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from mailplat.cli.console import handle, out
-from mailplat.config.load import data_root, load_site
+from mailplat.config.load import LoadCache, data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
 from mailplat.runtime.server import Server
@@ -43,20 +43,21 @@ def serve(
     --watch a saved change is applied at once. Ctrl-C or SIGTERM stop it.
     """
     try:
-        config = load_site(site)
+        cache = LoadCache()
+        config = load_site(site, cache)
     except MailplatError as exc:
         handle(exc)
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
     logs = config.site.logging
     runtime_logging.setup(root / logs.directory, debug=logs.debug, json_file=logs.json_lines)
-    asyncio.run(_serve(config, root, watch))
+    asyncio.run(_serve(config, root, watch, cache))
 
 
 async def _watch(server: Server, site_dir: Path) -> None:
     """Reload after each burst of saves (watchfiles groups changes within its debounce)."""
     from watchfiles import awatch
 
-    async for changes in awatch(site_dir, debounce=150, step=20, recursive=True):
+    async for changes in awatch(site_dir, debounce=50, step=10, recursive=True):
         names = sorted({Path(p).name for _, p in changes})
         log.info("watch change files=%s", ",".join(names[:10]))
         result = await server.reload("watch")
@@ -68,11 +69,11 @@ async def _watch(server: Server, site_dir: Path) -> None:
             out.print(f"[green]applied[/] generation {result['generation']} in {result['ms']} ms")
 
 
-async def _serve(config: object, root: Path, watch: bool = False) -> None:
+async def _serve(config: object, root: Path, watch: bool, cache: LoadCache) -> None:
     from mailplat.config.load import SiteConfig
 
     assert isinstance(config, SiteConfig)
-    server = Server(config, root)
+    server = Server(config, root, load_cache=cache)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mailplat.auth.passwords import verify_password
-from mailplat.auth.pop_before_smtp import PopBeforeSmtp
+from mailplat.auth.pop_before_smtp import IpMemory, PopBeforeSmtp
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig
 from mailplat.connectors.postoffice.deliver import LocalDelivery
@@ -60,13 +60,15 @@ class _Pop3Backend:
 class Server:
     """One mailplat process serving one site."""
 
-    def __init__(self, config: SiteConfig, data_root: Path) -> None:
+    def __init__(
+        self, config: SiteConfig, data_root: Path, load_cache: LoadCache | None = None
+    ) -> None:
         self.config = config
         self.data_root = data_root
         self._directory = Directory(config)
         self.spool = Spool(data_root / "spool")
         self.quota = QuotaTracker()
-        self.gate = ConnectionGate()
+        self.gate = ConnectionGate(bans=IpMemory(data_root / "state" / "bans.json"))
         self.pop_memory = PopBeforeSmtp(data_root / "state" / "pop_before_smtp.json")
         # Directories of recent generations, so mail accepted just before a
         # reload is routed by the config its transaction was decided with.
@@ -80,7 +82,8 @@ class Server:
         self.outbound = OutboundDelivery(self.spool, lambda: self._directory, self._inject)
         self.listeners = ListenerSet(self, self.gate, self.authenticate, self._new_pop3)
         self.control: asyncio.Server | None = None
-        self.load_cache = LoadCache()
+        # The cache the config was loaded with, so the first reload parses only what changed.
+        self.load_cache = load_cache or LoadCache()
         self._reload_lock = asyncio.Lock()
         self.generation: Generation | None = read_generation(data_root)
         self.last_rejected: dict[str, Any] | None = None

@@ -332,3 +332,45 @@ async def test_bad_addresses_get_protocol_errors(server: Server) -> None:
     writer.write(b"QUIT\r\n")
     assert (await reader.readline()).startswith(b"221")
     writer.close()
+
+
+async def test_failures_drop_the_connection_and_auto_ban_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    site = write_site(
+        tmp_path,
+        site={"security": {"max_failures": 3, "auto_ban": {"enabled": True, "minutes": 10}}},
+    )
+    data = tmp_path / "data"
+    async with running(site, data) as server:
+        port = server.port("smtp")
+
+        def fail_three_times() -> list[int]:
+            codes = []
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                s.ehlo("bad.test")
+                s.mail("x@remote.test")
+                for n in range(3):
+                    code, _ = s.rcpt(f"nobody{n}@example.test")
+                    codes.append(code)
+                try:  # the 421 the server sent before closing, or the closed socket
+                    codes.append(s.noop()[0])
+                except smtplib.SMTPServerDisconnected:
+                    codes.append(-1)
+            return codes
+
+        codes = await asyncio.to_thread(fail_three_times)
+        assert codes[:3] == [550, 550, 550] and codes[-1] in (421, -1), codes
+
+        def banner() -> int:
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+                    return s.noop()[0]
+            except smtplib.SMTPConnectError as exc:
+                return exc.smtp_code
+
+        assert await asyncio.to_thread(banner) == 421
+    assert (data / "state" / "bans.json").exists()
+    async with running(site, data) as again:
+        port = again.port("smtp")
+        assert await asyncio.to_thread(banner) == 421

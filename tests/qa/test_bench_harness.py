@@ -30,7 +30,7 @@ def test_bench_tiny_runs_every_scenario_on_both_sides(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "bench", "--tiny", "--results", str(tmp_path)]
     if not peers:
         cmd.append("--no-peers")
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=170)
     out = res.stdout[-6000:] + res.stderr[-3000:]
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1, out
@@ -39,22 +39,26 @@ def test_bench_tiny_runs_every_scenario_on_both_sides(tmp_path: Path) -> None:
     for key in ("cpu_count", "python", "kernel", "postfix", "dovecot"):
         assert key in env, env
     records = report["records"]
-    assert {r["scenario"] for r in records} == {"1", "2", "3", "4", "5", "6"}, out
+    assert {r["scenario"] for r in records} == {"1", "2", "3", "4", "5", "6", "7", "8"}, out
     errors = [r for r in records if r["status"] == "error"]
     assert not errors, json.dumps(errors, indent=1) + out
     assert res.returncode == 0, out
 
     # The server side is measured in every scenario that needs only `mailplat serve`.
     for r in records:
-        if r["scenario"] in ("1", "2", "3", "4", "6"):
+        if r["scenario"] in ("1", "2", "3", "4", "6", "7", "8"):
             assert r["status"] == "ok" and r["mailplat"] is not None, r
         assert r["status"] in ("ok", "pending"), r  # 5: validate/plan/apply may be pending
 
     if peers and not report["peer_errors"]:
         for r in records:
-            if r["scenario"] in ("1", "2", "3", "4", "6"):
+            if r["scenario"] in ("1", "2", "3", "4", "6", "7", "8"):
                 assert r["peer"] and r["ratio"], r
         assert all(r["sink"] for r in records if r["scenario"] in ("1", "2")), records
     # Nothing left running: the peers' pid files are gone with their queues.
     assert PostfixPeer(port=0).master_pid() is None
     assert DovecotPeer(port=0).master_pid() is None
+    # Reloads under load: nothing failed, nothing lost, on our side.
+    (s8,) = [r for r in records if r["scenario"] == "8"]
+    assert s8["extra"]["mailplat"]["failed"] == 0, s8
+    assert s8["extra"]["mailplat"]["lost"] == 0, s8

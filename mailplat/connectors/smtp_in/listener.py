@@ -22,6 +22,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+from mailplat.auth.pop_before_smtp import IpMemory
 from mailplat.config.directory import Directory
 from mailplat.connectors.smtp_in.handler import InboundContext, InboundHandler
 from mailplat.core import replies
@@ -41,7 +42,8 @@ class ConnectionGate:
 
     total: int = 0
     per_ip: Counter[str] = field(default_factory=Counter)
-    banned: dict[str, float] = field(default_factory=dict)  # ip -> until
+    # Auto-banned IPs; the server passes one saved under <data>/state/bans.json.
+    bans: IpMemory = field(default_factory=lambda: IpMemory(None))
     # Set while no session is open; graceful stop waits on it.
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -56,11 +58,10 @@ class ConnectionGate:
             return replies.S421_ACCESS_DENIED
         if access.mode == "deny" and ip_matches(ip, access.addresses):
             return replies.S421_ACCESS_DENIED
-        until = self.banned.get(ip)
-        if until is not None:
-            if until > time.time():
+        if ip in self.bans.until:
+            if self.bans.allowed(ip):
                 return replies.S421_ACCESS_DENIED
-            del self.banned[ip]
+            self.bans.forget(ip)
         if self.total >= smtp.max_connections or self.per_ip[ip] >= smtp.max_connections_per_ip:
             return replies.S421_TOO_MANY_CONNECTIONS
         return None
@@ -79,7 +80,7 @@ class ConnectionGate:
             self.idle.set()
 
     def ban(self, ip: str, minutes: int) -> None:
-        self.banned[ip] = time.time() + minutes * 60
+        self.bans.record(ip, minutes)
 
 
 def _expand_banner(banner: str, directory: Directory) -> str:
