@@ -109,7 +109,8 @@ def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
         out.print(f"Created {len(reply['created'])} Maildir(s).")
     ok(
         f"Live: generation {reply['generation']} ({str(reply['digest'])[:12]}) "
-        f"applied by the running server in {reply['ms']} ms."
+        f"applied by the running server in {reply['ms']} ms "
+        f"({reply.get('files_parsed', '?')} changed file(s) parsed)."
     )
 
 

@@ -37,6 +37,8 @@ def test_apply_goes_through_the_control_socket(tmp_path: Path) -> None:
         res = mailplat("apply", str(site), "--data", str(data), "--yes")
         assert res.returncode == 0, res.stdout + res.stderr
         assert "running server" in res.stdout and "Live: generation 2" in res.stdout
+        # Incremental: only the one changed postoffice file was parsed again.
+        assert "(1 changed file(s) parsed)" in res.stdout, res.stdout
         assert rcpt_code(ports["smtp"], "zed@example.test") == 250
         after = status(site, data)
         assert after["generation"] == 2 and after["digest"] != before["digest"]
@@ -85,6 +87,18 @@ def test_sighup_reloads_from_disk(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: rcpt_code(ports["smtp"], "zed@example.test") == 250, what="SIGHUP")
         assert status(site, data)["last_rejected"] is None
+        # A removed mailbox stops receiving at once and keeps its mail.
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as smtp:
+            smtp.sendmail("x@remote.test", ["bob@example.test"], b"Subject: keep\r\n\r\nhi\r\n")
+        bob = data / "postoffices" / "example" / "bob" / "new"
+        wait_until(lambda: bob.is_dir() and any(bob.iterdir()), what="bob's mail")
+        po = base_postoffice()
+        del po["mailboxes"]["bob"]
+        po["groups"]["sales"]["members"] = ["alice@example.test"]
+        dump(site / "postoffices" / "example.yaml", po)
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: rcpt_code(ports["smtp"], "bob@example.test") == 550, what="removal")
+        assert len(list(bob.iterdir())) == 1
 
 
 def test_moving_a_listener_leaves_other_sessions_alone(tmp_path: Path) -> None:
