@@ -30,6 +30,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+_AIOSMTPD_NOISE = (
+    "auth_required == True but auth_require_tls == False",
+    "login_data is deprecated",
+)
+
+
+def _drop_aiosmtpd_noise(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(text in message for text in _AIOSMTPD_NOISE)
+
+
 def setup(log_dir: Path | None, *, debug: bool = False, json_file: bool = True) -> None:
     """Log to stderr (text) and, when log_dir is set, to mailplat.jsonl there (daily rollover)."""
     root = logging.getLogger("mailplat")
@@ -47,5 +58,9 @@ def setup(log_dir: Path | None, *, debug: bool = False, json_file: bool = True) 
         handler = TimedRotatingFileHandler(log_dir / "mailplat.jsonl", when="midnight", utc=True)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
-    # aiosmtpd logs every command at INFO; keep only its warnings.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # aiosmtpd logs every command at INFO; keep only its warnings, minus two it
+    # repeats on every connection that say nothing to an admin: implicit-TLS
+    # listeners need no STARTTLS before AUTH, and login_data is its own API.
+    aiosmtpd_log = logging.getLogger("mail.log")
+    aiosmtpd_log.setLevel(logging.WARNING)
+    aiosmtpd_log.addFilter(_drop_aiosmtpd_noise)

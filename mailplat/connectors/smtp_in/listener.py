@@ -102,9 +102,13 @@ class MailplatSMTP(SMTP):
         implicit_tls: bool,
         **kwargs: Any,
     ) -> None:
-        with warnings.catch_warnings():
-            # AUTH without STARTTLS on implicit-TLS listeners is safe; aiosmtpd cannot tell.
-            warnings.simplefilter("ignore", UserWarning)
+        if kwargs.get("auth_required") and not kwargs.get("auth_require_tls", True):
+            with warnings.catch_warnings():
+                # AUTH without STARTTLS on implicit-TLS listeners is safe; aiosmtpd cannot tell.
+                warnings.simplefilter("ignore", UserWarning)
+                super().__init__(handler, **kwargs)
+        else:
+            # catch_warnings is not free; most connections never need it.
             super().__init__(handler, **kwargs)
         self.gate = gate
         self.peer_ip = peer_ip
