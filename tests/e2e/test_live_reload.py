@@ -134,3 +134,22 @@ def test_moving_a_listener_leaves_other_sessions_alone(tmp_path: Path) -> None:
         pop.quit()
         smtp.sendmail("x@remote.test", ["alice@example.test"], b"Subject: kept\r\n\r\nhi\r\n")
         smtp.quit()
+
+
+def test_status_and_apply_without_a_server(tmp_path: Path) -> None:
+    site, _ = site_with_ports(tmp_path)
+    data = tmp_path / "data"
+    res = mailplat("status", str(site), "--data", str(data))
+    assert res.returncode == 1
+    assert "no server is running" in res.stdout + res.stderr
+    # apply works offline as before, and says nothing about a server.
+    res = mailplat("apply", str(site), "--data", str(data), "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "running server" not in res.stdout
+    assert "generation 1 recorded" in res.stdout
+
+
+def test_install_hooks_refuses_a_non_repository(tmp_path: Path) -> None:
+    res = mailplat("git", "install-hooks", str(tmp_path), "--site", "x", "--data", str(tmp_path))
+    assert res.returncode == 1
+    assert "not a bare git repository" in res.stdout + res.stderr
