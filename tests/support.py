@@ -62,6 +62,10 @@ def base_site(tls_dir: Path | None) -> dict[str, Any]:
             "local_domain": "example.test",
             "host_name": "mx.example.test",
             "default_postoffice": "example",
+            # Hermetic: no test resolves through the machine's resolver. Nothing
+            # answers on port 9, so remote mail meets a DNS timeout (temporary)
+            # and stays queued; outbound tests point this at their own server.
+            "dns_servers": ["127.0.0.1:9"],
         },
         "listeners": {
             "smtp": {**listener(), "auth_requires_tls": False},

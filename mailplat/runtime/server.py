@@ -19,8 +19,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from mailplat.auth.memory import ExpiringMemory, PopBeforeSmtp
 from mailplat.auth.passwords import verify_password
-from mailplat.auth.pop_before_smtp import IpMemory, PopBeforeSmtp
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig
 from mailplat.connectors.postoffice.deliver import LocalDelivery
@@ -68,7 +68,7 @@ class Server:
         self._directory = Directory(config)
         self.spool = Spool(data_root / "spool")
         self.quota = QuotaTracker()
-        self.gate = ConnectionGate(bans=IpMemory(data_root / "state" / "bans.json"))
+        self.gate = ConnectionGate(bans=ExpiringMemory(data_root / "state" / "bans.json"))
         self.pop_memory = PopBeforeSmtp(data_root / "state" / "pop_before_smtp.json")
         # Directories of recent generations, so mail accepted just before a
         # reload is routed by the config its transaction was decided with.
@@ -77,7 +77,12 @@ class Server:
             self.spool, lambda: self._directory, self._wake, directory_for=self._recent.get
         )
         self.delivery = LocalDelivery(
-            self.spool, lambda: self._directory, data_root, self._inject, self.quota
+            self.spool,
+            lambda: self._directory,
+            data_root,
+            self._inject,
+            self.quota,
+            replied=ExpiringMemory(data_root / "state" / "autoreplies.json"),
         )
         self.outbound = OutboundDelivery(self.spool, lambda: self._directory, self._inject)
         self.listeners = ListenerSet(self, self.gate, self.authenticate, self._new_pop3)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from mailplat.auth.memory import ExpiringMemory
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.core.envelope import Envelope
 from mailplat.core.ids import new_id
@@ -30,7 +31,7 @@ log = logging.getLogger("mailplat.delivery")
 
 QUEUE = "postoffice"
 WINDOW = 32
-AUTOREPLY_MEMORY_SECONDS = 4 * 24 * 3600  # one reply per sender per 4 days (RFC 3834 §2)
+AUTOREPLY_MEMORY_MINUTES = 4 * 24 * 60  # one reply per sender per 4 days (RFC 3834 §2)
 
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
 
@@ -57,7 +58,7 @@ class LocalDelivery:
         data_root: Path,
         inject: Inject,
         quota: QuotaTracker,
-        autoreply_memory: dict[str, float] | None = None,
+        replied: ExpiringMemory | None = None,
     ) -> None:
         from mailplat.spool.queue import Spool
 
@@ -67,7 +68,8 @@ class LocalDelivery:
         self.data_root = data_root
         self.inject = inject
         self.quota = quota
-        self.autoreply_memory = autoreply_memory if autoreply_memory is not None else {}
+        # Who got an autoreply from whom, saved so a restart does not answer twice.
+        self.replied = replied if replied is not None else ExpiringMemory(None)
         self._kick = asyncio.Event()
         self._stopping = False
         self.delivered = 0
@@ -183,12 +185,12 @@ class LocalDelivery:
     ) -> None:
         memory_key = f"{entry.key}|{env.mail_from.lower()}"
         now = time.time()
-        if self.autoreply_memory.get(memory_key, 0) > now - AUTOREPLY_MEMORY_SECONDS:
+        if self.replied.allowed(memory_key):
             return
         # Never answer mail we sent ourselves to ourselves.
         if env.mail_from.lower() in entry.addresses:
             return
-        self.autoreply_memory[memory_key] = now
+        self.replied.record(memory_key, AUTOREPLY_MEMORY_MINUTES)
         model = entry.model.autoresponder
         assert model is not None
         message = dsn.autoreply(

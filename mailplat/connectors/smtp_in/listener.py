@@ -22,7 +22,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from mailplat.auth.pop_before_smtp import IpMemory
+from mailplat.auth.memory import ExpiringMemory
 from mailplat.config.directory import Directory
 from mailplat.connectors.smtp_in.handler import InboundContext, InboundHandler
 from mailplat.core import replies
@@ -43,7 +43,7 @@ class ConnectionGate:
     total: int = 0
     per_ip: Counter[str] = field(default_factory=Counter)
     # Auto-banned IPs; the server passes one saved under <data>/state/bans.json.
-    bans: IpMemory = field(default_factory=lambda: IpMemory(None))
+    bans: ExpiringMemory = field(default_factory=lambda: ExpiringMemory(None))
     # Set while no session is open; graceful stop waits on it.
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 

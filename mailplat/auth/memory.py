@@ -1,8 +1,8 @@
-"""Expiring IP memories: POP-before-SMTP logins and SMTP auto-bans.
+"""Expiring memories: POP-before-SMTP logins, SMTP auto-bans, autoresponder replies.
 
 Runtime state, not config: kept in memory and saved to a JSON file under
-<data>/state/ (pop_before_smtp.json, bans.json) so it survives restarts and
-reloads.
+<data>/state/ (pop_before_smtp.json, bans.json, autoreplies.json) so it
+survives restarts and reloads.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 
-class IpMemory:
-    """IP -> expiry time, saved on every change."""
+class ExpiringMemory:
+    """Key (an IP, or mailbox|sender) -> expiry time, saved on every change."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -48,4 +48,4 @@ class IpMemory:
 
 
 # POP-before-SMTP: an IP that logged in by POP3 may relay for a few minutes.
-PopBeforeSmtp = IpMemory
+PopBeforeSmtp = ExpiringMemory
