@@ -19,6 +19,7 @@ import pytest
 
 from bench.peers import PeerUnavailable
 from bench.peers.postfix import PostfixPeer
+from bench.util import REGISTRY
 from tests.outbound.conftest import Harness, dsn_parts, message
 from tests.support import wait_for
 from tests.support_smtp import free_port
@@ -38,6 +39,8 @@ def postfix() -> Iterator[PostfixPeer]:
         peer.start()
     except PeerUnavailable as exc:
         pytest.skip(str(exc))
+    # This fixture stops its own peer; the bench registry must not hold it.
+    REGISTRY.forget("postfix")
     try:
         yield peer
     finally:
