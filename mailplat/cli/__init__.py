@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "serve",
     "status",
     "git",
+    "queue",
     "tls",
 )
 

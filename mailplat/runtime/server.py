@@ -32,6 +32,7 @@ from mailplat.core.errors import MailplatError
 from mailplat.mta.agent import Agent
 from mailplat.reconcile.live import ConfigRefused, reconcile
 from mailplat.reconcile.state import Generation, now_iso, read_generation
+from mailplat.runtime import queue_control
 from mailplat.runtime.listeners import Bound, ListenerSet, check_tls
 from mailplat.services.pop3.listener import Pop3Server
 from mailplat.services.pop3.session import LoginDisabled, MailboxHandle
@@ -305,6 +306,8 @@ class Server:
                     "errors": [],
                 }
             return await self.reload(str(request.get("by") or "control"))
+        if str(cmd).startswith(("queue-", "badmail-")):
+            return await queue_control.handle(self, request)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     async def serve_until(self, stop: asyncio.Event) -> None:
