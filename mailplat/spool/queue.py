@@ -48,6 +48,7 @@ log = logging.getLogger("mailplat.spool")
 # them into shared journal commits.
 FSYNC_THREADS = 32
 BODY_CACHE_BYTES = 64 * 1024 * 1024
+CLEAN_STOP = "clean-stop"
 T = TypeVar("T")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -70,20 +71,40 @@ class Spool:
         self._bodies: OrderedDict[str, tuple[Envelope, bytes]] = OrderedDict()
         self._bodies_bytes = 0
         self._envelopes: dict[tuple[str, str], Envelope] = {}
+        self._after_crash: set[tuple[str, str]] = set()
 
     # -- lifecycle ----------------------------------------------------------------
 
     def open(self) -> RecoveryReport:
         """Create the layout if needed and recover what a crash left (blocking)."""
+        fresh = not (self.root / "incoming").exists()
         for sub in ("tmp", "incoming", "msg", "q", "quarantine"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._index, report = recover(self.root)
         self._incoming = dict.fromkeys(self._index.incoming)
+        # No clean-stop marker means the last run crashed: any record found may
+        # have been delivered just before the crash and is flagged, so its
+        # delivery is logged as a possible duplicate (RELIABILITY.md §2).
+        marker = self.root / CLEAN_STOP
+        if marker.exists() or fresh:
+            marker.unlink(missing_ok=True)
+        else:
+            report.after_crash = True
+            self._after_crash = {
+                (queue, rid) for queue, records in self._index.queues.items() for rid in records
+            }
         self._opened = True
         return report
 
     def close(self) -> None:
+        """Stop the I/O threads and leave the clean-stop marker for the next open()."""
         self._executor.shutdown(wait=True)
+        if self._opened:
+            (self.root / CLEAN_STOP).touch()
+
+    def possible_duplicate(self, queue: str, record_id: str) -> bool:
+        """True when this record survived a crash: its work may already have been done once."""
+        return (queue, record_id) in self._after_crash
 
     def _qdir(self, queue: str) -> Path:
         path = self.root / "q" / queue
@@ -250,6 +271,7 @@ class Spool:
         fault("spool.done-unlinked")
         self._index.queues.get(queue, {}).pop(record_id, None)
         self._envelopes.pop((queue, record_id), None)
+        self._after_crash.discard((queue, record_id))
         self._drop_ref(msg_of(record_id))
 
     def _drop_ref(self, msg_id: str) -> None:

@@ -41,13 +41,14 @@ class RecoveryReport:
     half_routed: int = 0
     orphans_removed: int = 0
     quarantined: int = 0
+    after_crash: bool = False
 
     def __str__(self) -> str:
         queued = ",".join(f"{q}={n}" for q, n in sorted(self.records.items())) or "none"
         return (
             f"incoming={self.incoming} queued={queued} tmp_removed={self.tmp_removed} "
             f"half_routed={self.half_routed} orphans_removed={self.orphans_removed} "
-            f"quarantined={self.quarantined}"
+            f"quarantined={self.quarantined} after_crash={self.after_crash}"
         )
 
 

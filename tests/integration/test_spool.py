@@ -161,3 +161,20 @@ async def test_recovery_quarantines_a_record_without_its_message(tmp_path: Path)
     (tmp_path / "msg" / msg_id).unlink()
     report = Spool(tmp_path).open()
     assert report.quarantined == 1
+
+
+async def test_records_found_after_a_crash_are_flagged_as_possible_duplicates(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    assert not spool.open().after_crash  # a fresh spool is not a crash
+    msg_id = await spool.receive(ENV, BODY)
+    await spool.route(msg_id, [("postoffice", ENV)])
+    # No close(): the process died.
+    crashed = Spool(tmp_path)
+    assert crashed.open().after_crash
+    assert crashed.possible_duplicate("postoffice", f"{msg_id}.0")
+    crashed.close()
+    clean = Spool(tmp_path)
+    assert not clean.open().after_crash
+    assert not clean.possible_duplicate("postoffice", f"{msg_id}.0")

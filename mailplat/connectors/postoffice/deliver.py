@@ -115,6 +115,14 @@ class LocalDelivery:
     async def process(self, record_id: str) -> None:
         env, msg_id = self.spool.read_record(QUEUE, record_id)
         data = self.spool.read_message(msg_id)
+        if self.spool.possible_duplicate(QUEUE, record_id):
+            log.warning(
+                "delivery possible-duplicate id=%s record=%s mailboxes=%s "
+                "(queued before a crash; it may have been delivered once already)",
+                env.trace_id,
+                record_id,
+                ",".join(env.rcpts),
+            )
         directory = self.directory()
         failed: list[dsn.RecipientStatus] = []
         for key in env.rcpts:

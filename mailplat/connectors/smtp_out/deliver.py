@@ -224,6 +224,14 @@ class OutboundDelivery:
                 await self.spool.move(QUEUE, rid, BADMAIL)
                 self.spool.release(QUEUE, rid)
                 continue
+            if self.spool.possible_duplicate(QUEUE, rid):
+                log.warning(
+                    "outbound possible-duplicate id=%s record=%s rcpts=%s "
+                    "(queued before a crash; a remote may have it already)",
+                    env.trace_id,
+                    rid,
+                    ",".join(env.rcpts),
+                )
             work = _Work(rid, env, msg_id)
             groups: dict[str, tuple[Destination, list[str]]] = {}
             for rcpt in env.rcpts:
