@@ -9,6 +9,8 @@ Verification never raises on a malformed hash: it answers False.
 from __future__ import annotations
 
 import secrets
+import threading
+from typing import Any
 
 import bcrypt
 from argon2 import PasswordHasher
@@ -17,6 +19,23 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from mailplat.config.models.postoffice import strip_scheme
 
 _argon2 = PasswordHasher()
+_passlib_lock = threading.Lock()
+_passlib: list[Any] = []
+
+
+def _sha512_crypt() -> Any:
+    """passlib's sha512_crypt, imported once under a lock.
+
+    passlib.hash resolves its names lazily, and two worker threads doing the
+    first lookup at the same time can both fail (seen under 20 concurrent POP3
+    logins); the import is also slow, so only servers with such hashes pay it.
+    """
+    with _passlib_lock:
+        if not _passlib:
+            from passlib.hash import sha512_crypt
+
+            _passlib.append(sha512_crypt)
+        return _passlib[0]
 
 
 def hash_password(password: str) -> str:
@@ -42,9 +61,7 @@ def verify_password(stored: str | None, password: str) -> bool:
             fixed = "$2b$" + crypt[4:]
             return bcrypt.checkpw(password.encode("utf-8")[:72], fixed.encode("ascii"))
         if crypt.startswith("$6$"):
-            from passlib.hash import sha512_crypt
-
-            return bool(sha512_crypt.verify(password, crypt))
+            return bool(_sha512_crypt().verify(password, crypt))
     except (VerifyMismatchError, VerificationError, InvalidHashError, ValueError):
         return False
     return False
