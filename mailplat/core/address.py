@@ -11,6 +11,7 @@ after the last unquoted @ is the domain, always.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -148,6 +149,10 @@ def strip_source_route(path: str) -> str:
     return path
 
 
+# Pure and hot: every reload parses each of a site's addresses again in the
+# models, validation and the Directory. Errors are never cached (lru_cache
+# does not keep exceptions), so a bad address is reported every time.
+@functools.lru_cache(maxsize=1 << 19)
 def parse_address(text: str) -> Address:
     """Parse `local@domain` (angle brackets and a source route allowed); raise AddressError."""
     _check_chars(text)

@@ -12,7 +12,7 @@ text or JSON. No I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +91,8 @@ class Plan:
     old_digest: str | None
     new_digest: str
     notes: tuple[str, ...] = ()
+    # The new config's snapshot, kept so apply does not serialise it twice.
+    new_snapshot: Snapshot | None = field(default=None, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -229,15 +231,20 @@ def diff(
     new: SiteConfig,
     old_digest: str | None = None,
     new_directory: Directory | None = None,
+    routing_changes: bool = True,
 ) -> Plan:
-    """The plan from the applied snapshot to the new config."""
+    """The plan from the applied snapshot to the new config.
+
+    routing_changes=False skips the routing diff (it expands every address
+    twice): a running server's reload does not show it, the plan command does.
+    """
     new_snap = snapshot(new)
     changes = diff_snapshots(old_snapshot, new_snap)
     notes: list[str] = []
     routing: tuple[RouteChange, ...] = ()
     if old_snapshot is None:
         notes.append("nothing applied yet: every object is new, so there is no routing diff")
-    elif changes:
+    elif changes and routing_changes:
         try:
             old_config = config_from_snapshot(old_snapshot, old_digest or "")
         except ValueError as exc:
@@ -251,4 +258,5 @@ def diff(
         old_digest=old_digest,
         new_digest=new.digest,
         notes=tuple(notes),
+        new_snapshot=new_snap,
     )

@@ -57,8 +57,9 @@ def reconcile(site_dir: Path, data_root: Path, cache: LoadCache, by: str) -> Rec
         config,
         old_digest=applied.digest if applied else None,
         new_directory=directory,
+        routing_changes=False,
     )
-    result = apply(config, plan, data_root, by=by)
+    result = apply(config, plan, data_root, by=by, changed_only=True)
     return Reconciled(config, directory, plan, result, cache.parsed)
 
 
