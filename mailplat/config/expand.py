@@ -110,10 +110,13 @@ def _walk(
     elif step.kind is Kind.ALIAS:
         _follow(directory, step.target, rcpt, out, seen, depth, catchall)
     elif step.kind is Kind.REMOTE:
-        out.destinations.append(Destination("remote", key, rcpt, step.reason))
+        # RFC 5321 §2.4: only the remote host may fold its local parts' case.
+        out.destinations.append(Destination("remote", address.text, rcpt, step.reason))
     elif step.kind is Kind.SMARTHOST:
         dom = directory.domains[address.domain]
-        out.destinations.append(Destination("remote", key, rcpt, step.reason, via=dom.smart_host))
+        out.destinations.append(
+            Destination("remote", address.text, rcpt, step.reason, via=dom.smart_host)
+        )
     else:
         out.destinations.append(Destination("reject", key, rcpt, step.reason))
 

@@ -39,6 +39,11 @@ class Address:
         return f"{quote_local(self.local.lower())}@{self.domain}"
 
     @property
+    def text(self) -> str:
+        """The address as given (local part keeps its case): what a remote server receives."""
+        return f"{quote_local(self.local)}@{self.domain}"
+
+    @property
     def is_literal(self) -> bool:
         """True for a domain literal such as [192.0.2.1]."""
         return self.domain.startswith("[")

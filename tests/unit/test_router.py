@@ -98,3 +98,11 @@ def test_every_recipient_lands_somewhere_exactly_once(rcpts: list[str]) -> None:
         seen += [f"{queue}:{r}" for r in record.rcpts]
     assert len(seen) == len(set(seen)), "a destination got two copies"
     assert routing.records or routing.rejected, "a message vanished"
+
+
+def test_remote_local_parts_keep_their_case() -> None:
+    # Only the remote host may fold the case of its own local parts (RFC 5321 §2.4).
+    routing = route(env("John.Doe@Remote.TEST"), directory())
+    [(queue, record)] = routing.records
+    assert queue == "smtp"
+    assert record.rcpts == ("John.Doe@remote.test",)
