@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dnslib import AAAA, MX, QTYPE, RCODE, RR, A
+from dnslib import AAAA, MX, PTR, QTYPE, RCODE, RR, A
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 
@@ -56,6 +56,11 @@ class Zone:
     def aaaa(self, name: str, *ips: str) -> None:
         for ip in ips:
             self._add(name, "AAAA", AAAA(ip))
+
+    def ptr(self, ip: str, name: str) -> None:
+        """Reverse DNS: the PTR record of an IPv4 address."""
+        reverse = ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+        self._add(reverse, "PTR", PTR(name.rstrip(".") + "."))
 
     def exists(self, name: str) -> None:
         """A name with no records at all (NODATA for every type)."""

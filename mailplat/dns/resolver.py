@@ -27,6 +27,7 @@ import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+import dns.reversename
 
 from mailplat.config.models.base import split_host_port
 
@@ -167,6 +168,28 @@ class Resolver:
         if not out and temporary is not None:
             raise temporary
         return out
+
+    async def ptr(self, ip: str) -> list[str]:
+        """Reverse DNS names of an IP ([] when it has none); raises DnsTemporary."""
+        name = dns.reversename.from_address(ip).to_text(omit_final_dot=True)
+        try:
+            answer = await self._query(name, "PTR")
+        except DnsPermanent:
+            return []
+        if answer is None:
+            return []
+        return [r.to_text().rstrip(".").lower() for r in answer]
+
+    async def dnsbl_listed(self, ip: str, zone: str) -> bool:
+        """True when a DNS block list lists the IPv4/IPv6 address; raises DnsTemporary."""
+        reversed_ip = dns.reversename.from_address(ip).to_text(omit_final_dot=True)
+        label = reversed_ip.removesuffix(".in-addr.arpa").removesuffix(".ip6.arpa")
+        try:
+            answer = await self._query(f"{label}.{zone.rstrip('.')}", "A")
+        except DnsPermanent:
+            return False
+        # Lists answer 127.0.0.x; anything else (a wildcard, a hijacking resolver) is no listing.
+        return answer is not None and any(r.to_text().startswith("127.") for r in answer)
 
     async def host_addresses(self, host: str) -> list[str]:
         """addresses(), falling back to the system resolver (/etc/hosts) for names

@@ -29,6 +29,7 @@ from mailplat.connectors.smtp_out.deliver import OutboundDelivery
 from mailplat.control import channel
 from mailplat.core.envelope import Envelope
 from mailplat.core.errors import MailplatError
+from mailplat.dns.resolver import Resolver
 from mailplat.mta.agent import Agent
 from mailplat.reconcile.live import ConfigRefused, reconcile
 from mailplat.reconcile.state import Generation, now_iso, read_generation
@@ -46,6 +47,7 @@ log = logging.getLogger("mailplat.server")
 __all__ = ["Bound", "Server"]
 
 RECENT_DIRECTORIES = 16
+DNS_CHECK_TIMEOUT = 5.0  # a slow DNS must not hold an SMTP session for long
 
 
 class _Pop3Backend:
@@ -94,6 +96,8 @@ class Server:
         self.generation: Generation | None = read_generation(data_root)
         self.last_rejected: dict[str, Any] | None = None
         self._started_at = time.monotonic()
+        self._resolver: Resolver | None = None
+        self._resolver_servers: tuple[str, ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
 
@@ -132,6 +136,14 @@ class Server:
             return False
         maildir = Maildir(self._maildir_path(entry))
         return self.quota.would_exceed(maildir, 1, entry.quota_bytes)
+
+    def resolver(self) -> Resolver:
+        """A resolver for the current dns_servers (rebuilt when a reload changes them)."""
+        servers = tuple(self._directory.site.server.dns_servers)
+        if self._resolver is None or self._resolver_servers != servers:
+            self._resolver = Resolver(servers, timeout=DNS_CHECK_TIMEOUT)
+            self._resolver_servers = servers
+        return self._resolver
 
     def record_failure(self, ip: str) -> None:
         log.info("failure peer=%s", ip)

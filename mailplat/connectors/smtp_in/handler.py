@@ -19,12 +19,14 @@ from aiosmtpd.smtp import Session
 
 from mailplat.auth.relay import Client
 from mailplat.config.directory import Directory
+from mailplat.connectors.smtp_in.dnschecks import check_client, check_sender_domain
 from mailplat.connectors.smtp_in.policy import check_rcpt, check_sender
 from mailplat.core import replies
 from mailplat.core.address import Address, parse_address
 from mailplat.core.envelope import Envelope
 from mailplat.core.errors import AddressError, TemporaryFailure
 from mailplat.core.ids import new_id
+from mailplat.dns.resolver import Resolver
 from mailplat.message import headers
 
 if TYPE_CHECKING:
@@ -48,6 +50,10 @@ class InboundContext(Protocol):
     def mailbox_full(self, key: str) -> bool: ...
 
     def record_failure(self, ip: str) -> None: ...
+
+    def resolver(self) -> Resolver:
+        """The DNS resolver for the current config's dns_servers."""
+        ...
 
 
 def _null(address: str) -> bool:
@@ -107,11 +113,34 @@ class InboundHandler:
                 server.login_key,
             )
             return await server.fail(reply)
+        reply = await self._dns_checks(server, sender)
+        if reply:
+            return await server.fail(reply)
         envelope.mail_from = "" if sender is None else str(sender)
         envelope.mail_options.extend(mail_options)
         server.sender = sender
         server.null_sender = sender is None
         return replies.S250_SENDER_OK
+
+    async def _dns_checks(self, server: MailplatSMTP, sender: Address | None) -> str | None:
+        """PTR/DNSBL for unauthenticated clients (once per session), then the sender domain."""
+        directory = server.snapshot or self.context.directory
+        security = directory.site.security
+        wants_client = security.require_ptr or any(b.enabled for b in security.dnsbl)
+        if wants_client and not server.login_key:
+            if server.client_verdict is None:
+                verdict = await check_client(security, self.context.resolver(), server.peer_ip)
+                server.client_verdict = verdict or ""
+            if server.client_verdict:
+                return server.client_verdict
+        if (
+            sender is not None
+            and security.reject_invalid_sender_domain
+            and sender.domain not in directory.domains
+            and not sender.is_literal
+        ):
+            return await check_sender_domain(self.context.resolver(), sender.domain)
+        return None
 
     async def handle_RCPT(
         self,

@@ -120,6 +120,8 @@ class MailplatSMTP(SMTP):
         self.login_key: str | None = None
         self.failures = 0
         self.auth_failures = 0
+        # PTR/DNSBL verdict for this client: None not checked yet, "" passed, else the reply.
+        self.client_verdict: str | None = None
         self._greeted = False
         self._closing = False
 
