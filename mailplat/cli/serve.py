@@ -50,7 +50,14 @@ def serve(
         handle(exc)
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
     logs = config.site.logging
-    runtime_logging.setup(root / logs.directory, debug=logs.debug, json_file=logs.json_lines)
+    runtime_logging.setup(
+        root / logs.directory,
+        debug=logs.debug,
+        json_file=logs.json_lines,
+        w3c=logs.w3c,
+        activity=logs.activity,
+        rollover=logs.rollover,
+    )
     runner = _runner(os.environ.get("MAILPLAT_LOOP", "auto"))
     runner(_serve(config, root, watch, cache))
 

@@ -19,6 +19,7 @@ from tests.support import base_postoffice, maildir_files, running, wait_for, wri
 def _site(tmp_path: Path, program: Path | None = None) -> Path:
     po = base_postoffice()
     po["mailboxes"]["bob"]["autoresponder"] = {"subject": "Away", "body": "Back Monday."}
+    po["mailboxes"]["bob"]["reply_to"] = "sales@example.test"
     if program is not None:
         po["mailboxes"]["alice"]["delivery_event"] = {"program": str(program)}
     return write_site(tmp_path, postoffices={"example": po})
@@ -50,6 +51,7 @@ async def test_autoresponder_answers_once_and_remembers_across_a_restart(tmp_pat
         await wait_for(lambda: len(_replies(data)) == 1)
         reply = message_from_bytes(_replies(data)[0])
         assert reply["Subject"] == "Away"
+        assert reply["From"] == "<sales@example.test>"  # the mailbox's reply-to address
         assert reply["In-Reply-To"] == "<m@x.test>"
         assert reply["Return-Path"] == "<>"  # RFC 3834 §3.3: null sender
         assert "Back Monday." in reply.get_payload()

@@ -202,7 +202,8 @@ class LocalDelivery:
         model = entry.model.autoresponder
         assert model is not None
         message = dsn.autoreply(
-            sender=entry.primary,
+            # The mailbox's reply-to address, when set, is the one replies should reach.
+            sender=entry.model.reply_to or entry.primary,
             to=env.mail_from,
             subject=model.subject,
             body=model.body,

@@ -30,6 +30,7 @@ from mailplat.core.address import Address
 from mailplat.core.netmatch import ip_matches
 
 log = logging.getLogger("mailplat.smtp")
+W3C_LOG = logging.getLogger("mailplat.w3c")
 
 HARD_SIZE_CAP = 256 * 1024 * 1024  # memory bound when the size limit is not enforced
 AUTH_FAILURE_DELAY = 1.0
@@ -123,6 +124,13 @@ class MailplatSMTP(SMTP):
         # PTR/DNSBL verdict for this client: None not checked yet, "" passed, else the reply.
         self.client_verdict: str | None = None
         self._greeted = False
+        # W3C log: which command the next reply answers ("-" for the banner).
+        self._w3c = W3C_LOG.isEnabledFor(logging.INFO)
+        self._command = ("-", "-")
+        if self._w3c:
+            self._smtp_methods = {
+                name: self._traced(name, method) for name, method in self._smtp_methods.items()
+            }
         self._closing = False
 
     # -- connection lifecycle -------------------------------------------------
@@ -141,9 +149,30 @@ class MailplatSMTP(SMTP):
         log.info("smtp timeout peer=%s", self.peer_ip)
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
+    def _traced(self, name: str, method: Callable[[str | None], Any]) -> Callable[..., Any]:
+        async def call(arg: str | None) -> Any:
+            # AUTH arguments carry credentials: never written to a log.
+            shown = "-" if name == "AUTH" or not arg else arg
+            self._command = (name, shown)
+            return await method(arg)
+
+        return call
+
+    def _w3c_line(self, status: str | bytes) -> None:
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+        if text[3:4] == "-":
+            return  # a multi-line reply is logged once, at its last line
+        local = self.transport.get_extra_info("sockname") if self.transport else None
+        host, port = (local[0], local[1]) if local else ("-", 0)
+        command, arg = self._command
+        query = "".join(c if c.isprintable() and c != " " else "+" for c in arg[:200])
+        W3C_LOG.info("%s %s %s %s %s %s", self.peer_ip, host, port, command, query, text[:3])
+
     async def push(self, status: str | bytes | None) -> None:
         if status is None:
             return
+        if self._w3c:
+            self._w3c_line(status)
         if not self._greeted:
             self._greeted = True
             banner = self.banner_directory.site.smtp.banner
