@@ -18,10 +18,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mailplat.cli.console import JsonOpt, emit_json, err, fail, handle, ok, out
-from mailplat.config.load import data_root, load_site
+from mailplat.cli.console import JsonOpt, emit_json, err, fail, ok, out
+from mailplat.config.load import data_root_of_dir
 from mailplat.control import channel
-from mailplat.core.errors import MailplatError
 
 queue_app = typer.Typer(help="Outbound queue of the running server.", no_args_is_help=True)
 badmail_app = typer.Typer(
@@ -42,10 +41,10 @@ def _root(site: Path | None, data: str | None) -> Path:
         return Path(os.environ["MAILPLAT_DATA"])
     if site is None:
         fail("say which server: --data DIR, --site SITE or MAILPLAT_DATA")
-    try:
-        return data_root(load_site(site), None, None)
-    except MailplatError as exc:
-        handle(exc)
+    if not site.is_dir():
+        fail(f"site folder {site} does not exist")
+    # The data root only: a broken working tree must not lock the admin out of the queue.
+    return data_root_of_dir(site, None, None)
 
 
 def _call(

@@ -17,10 +17,11 @@ from typing import Annotated, Any
 
 import typer
 
-from mailplat.cli.console import handle, out
+from mailplat.cli.console import err, fail, handle, out
 from mailplat.config.load import LoadCache, data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
+from mailplat.runtime.listeners import check_tls
 from mailplat.runtime.server import Server
 
 log = logging.getLogger("mailplat.server")
@@ -49,6 +50,15 @@ def serve(
     except MailplatError as exc:
         handle(exc)
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
+    tls_errors = check_tls(config.site, config.root)
+    if tls_errors:
+        for line in tls_errors:
+            err.print(f"[red]error:[/] {line}", highlight=False)
+        fail(
+            "cannot start: certificates are files on this host, not in git; create them with "
+            f"`mailplat tls self-signed {config.root / 'tls'}` or point tls.cert/tls.key "
+            "in site.yaml at your certificate"
+        )
     logs = config.site.logging
     runtime_logging.setup(
         root / logs.directory,

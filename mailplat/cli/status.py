@@ -14,10 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from mailplat.cli.console import DataOpt, JsonOpt, emit_json, fail, handle, out
-from mailplat.config.load import data_root, load_site
+from mailplat.cli.console import DataOpt, JsonOpt, emit_json, fail, out
+from mailplat.config.load import data_root_of_dir
 from mailplat.control import channel
-from mailplat.core.errors import MailplatError
 
 
 def status(
@@ -26,14 +25,11 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the running server's generation, listeners, queues and last refused change."""
-    try:
-        config = load_site(site)
-        root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
-    except MailplatError as exc:
-        # A broken working tree must not hide the status of the running server.
-        if data is None and not os.environ.get("MAILPLAT_DATA"):
-            handle(exc, to_json=as_json)
-        root = Path(data or os.environ["MAILPLAT_DATA"])
+    if not site.is_dir():
+        fail(f"site folder {site} does not exist")
+    # Not load_site: a broken working tree must not hide the running server's
+    # status, which is exactly where its last refused change is shown.
+    root = data_root_of_dir(site, data, os.environ.get("MAILPLAT_DATA"))
     try:
         reply = channel.call(channel.socket_path(root), {"cmd": "status"}, timeout=10)
     except (channel.ControlUnavailable, OSError):

@@ -73,7 +73,11 @@ def specs(site: Site, root: Path) -> list[Spec]:
 def check_tls(site: Site, root: Path) -> list[str]:
     """Errors loading any certificate the site names (checked before a reload swaps)."""
     errors = []
-    for pair in {s.tls for s in specs(site, root) if s.tls}:
+    for pair in sorted({s.tls for s in specs(site, root) if s.tls}):
+        missing = [str(p) for p in pair if not p.is_file()]
+        if missing:
+            errors.append(f"TLS file(s) not found: {', '.join(missing)}")
+            continue
         try:
             server_context(*pair)
         except (OSError, ssl.SSLError) as exc:

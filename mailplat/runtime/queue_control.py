@@ -28,6 +28,20 @@ def _queue(request: dict[str, Any]) -> str:
     return queue
 
 
+def _record_id(server: Server, queue: str, given: str) -> str:
+    """The record id for what an admin typed: a record id, or the id SMTP answered
+    with ("queued as ...") when that message has exactly one record in the queue."""
+    records = server.spool.records(queue)
+    if given in records or "." in given:
+        return given
+    matches = [r for r in records if r.startswith(given + ".")]
+    if len(matches) > 1:
+        raise manage.NotFound(
+            f"message {given} has {len(matches)} records in {queue}: {', '.join(sorted(matches))}"
+        )
+    return matches[0] if matches else given
+
+
 async def handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     cmd = str(request.get("cmd"))
     now = server.outbound.clock.now()
@@ -39,7 +53,8 @@ async def handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
             return {"ok": True, "queue": queue, "now": now, "entries": items}
         if cmd == "queue-show":
             queue = _queue(request)
-            entry, env, headers = manage.show(spool, queue, str(request["id"]))
+            rid = _record_id(server, queue, str(request["id"]))
+            entry, env, headers = manage.show(spool, queue, rid)
             return {
                 "ok": True,
                 "entry": entry.to_json(now),
@@ -50,20 +65,26 @@ async def handle(server: Server, request: dict[str, Any]) -> dict[str, Any]:
                 "headers": base64.b64encode(headers).decode(),
             }
         if cmd == "queue-retry":
-            ids = None if request.get("all") else [str(i) for i in request.get("ids", [])]
+            ids = (
+                None
+                if request.get("all")
+                else [_record_id(server, QUEUE, str(i)) for i in request.get("ids", [])]
+            )
             done = await manage.retry(spool, ids, now)
             server.outbound.kick()
             return {"ok": True, "retried": done}
         if cmd == "queue-delete":
-            where = await manage.delete(spool, _queue(request), str(request["id"]), now)
+            queue = _queue(request)
+            rid = _record_id(server, queue, str(request["id"]))
+            where = await manage.delete(spool, queue, rid, now)
             return {"ok": True, "id": request["id"], "result": where}
         if cmd == "queue-bounce":
-            where = await manage.bounce(
-                spool, server.directory, server.accept, str(request["id"]), now
-            )
+            rid = _record_id(server, QUEUE, str(request["id"]))
+            where = await manage.bounce(spool, server.directory, server.accept, rid, now)
             return {"ok": True, "id": request["id"], "result": where}
         if cmd == "badmail-resend":
-            where = await manage.resend(spool, str(request["id"]), server.accept, now)
+            rid = _record_id(server, BADMAIL, str(request["id"]))
+            where = await manage.resend(spool, rid, server.accept, now)
             server.outbound.kick()
             return {"ok": True, "id": request["id"], "result": where}
     except (manage.NotFound, manage.Busy) as exc:

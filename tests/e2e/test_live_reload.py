@@ -153,3 +153,14 @@ def test_install_hooks_refuses_a_non_repository(tmp_path: Path) -> None:
     res = mailplat("git", "install-hooks", str(tmp_path), "--site", "x", "--data", str(tmp_path))
     assert res.returncode == 1
     assert "not a bare git repository" in res.stdout + res.stderr
+
+
+def test_status_still_answers_when_the_working_tree_is_broken(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    site, ports = site_with_ports(tmp_path, site={"server": {"data_root": str(data)}})
+    with serve(site, data, ports["smtp"]):
+        (site / "postoffices" / "example.yaml").write_text("domains: [oops\n")
+        res = mailplat("status", str(site), "--json")  # no --data: found from site.yaml
+        assert res.returncode == 0, res.stdout + res.stderr
+        queue = mailplat("queue", "list", "--site", str(site))
+        assert queue.returncode == 0, queue.stdout + queue.stderr

@@ -58,3 +58,19 @@ def test_serve_logs_listeners_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert f"listening protocol={kind} address=127.0.0.1:{port}" in text, text
     maildir = tmp_path / "data" / "postoffices" / "example" / "alice"
     assert len(list((maildir / "new").glob("*"))) == 2
+
+
+def test_serve_refuses_to_start_without_its_certificates(tmp_path: Path) -> None:
+    site = write_site(tmp_path)
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / "tls" / name).unlink()
+    res = subprocess.run(
+        [sys.executable, "-m", "mailplat", "serve", str(site), "--data", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out
+    assert str(tmp_path / "tls" / "cert.pem") in out and "tls self-signed" in out

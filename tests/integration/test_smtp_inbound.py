@@ -374,3 +374,15 @@ async def test_failures_drop_the_connection_and_auto_ban_survives_a_restart(
     async with running(site, data) as again:
         port = again.port("smtp")
         assert await asyncio.to_thread(banner) == 421
+
+
+async def test_only_real_sasl_mechanisms_are_offered(server: Server) -> None:
+    def ehlo_auth() -> set[str]:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=10) as s:
+            s.starttls(context=ctx)
+            s.ehlo("client.test")
+            return set(s.esmtp_features["auth"].upper().split())
+
+    assert await asyncio.to_thread(ehlo_auth) == {"PLAIN", "LOGIN"}

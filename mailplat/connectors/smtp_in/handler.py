@@ -79,10 +79,10 @@ class InboundHandler:
     ) -> list[str]:
         session.host_name = hostname
         extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
-        if server.implicit_tls or not server.auth_allowed_now():
+        if server.implicit_tls or not server.may_auth_now():
             # Hide AUTH until TLS where AUTH needs TLS (aiosmtpd already does for STARTTLS).
             responses = [
-                r for r in responses if not r.startswith("250-AUTH") or server.auth_allowed_now()
+                r for r in responses if not r.startswith("250-AUTH") or server.may_auth_now()
             ]
         return [responses[0], *extra, *responses[1:]]
 
@@ -245,8 +245,9 @@ class InboundHandler:
             log.error("smtp spool-full id=%s why=%s", trace_id, exc)
             return replies.S452_NO_SPACE
         log.info(
-            "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d",
+            "smtp accepted id=%s trace=%s peer=%s from=%s rcpts=%d size=%d",
             queue_id,
+            trace_id,
             server.peer_ip,
             env.mail_from or "<>",
             len(rcpts),

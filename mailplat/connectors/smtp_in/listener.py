@@ -188,7 +188,8 @@ class MailplatSMTP(SMTP):
     def is_tls(self) -> bool:
         return self.implicit_tls or self._tls_protocol is not None
 
-    def auth_allowed_now(self) -> bool:
+    # Not named auth_*: aiosmtpd offers every auth_* method as a SASL mechanism.
+    def may_auth_now(self) -> bool:
         return self.is_tls() or not self._auth_require_tls
 
     def protocol_name(self) -> str:
@@ -222,7 +223,7 @@ class MailplatSMTP(SMTP):
         await super().smtp_AUTH(arg)
         if self.session is None or was or self.session.authenticated:
             return
-        if self.session.host_name and arg and self.auth_allowed_now():
+        if self.session.host_name and arg and self.may_auth_now():
             self.auth_failures += 1
             log.info("smtp auth-failed peer=%s count=%d", self.peer_ip, self.auth_failures)
             # Slow down guessing, then hang up after a few tries (chasquid's rule).
