@@ -92,14 +92,14 @@ class Agent:
             await self.drain()
 
     async def drain(self) -> None:
-        """Route everything waiting in incoming/, a window at a time."""
+        """Route everything waiting in incoming/, a window at a time, one commit per window."""
         while True:
             batch = [m for m in self.spool.incoming() if m not in self._busy][:WINDOW]
             if not batch:
                 return
             self._busy.update(batch)
             try:
-                await asyncio.gather(*(self.process(m) for m in batch))
+                await self.route_batch(batch)
             finally:
                 self._busy.difference_update(batch)
 
@@ -113,25 +113,36 @@ class Agent:
         return self.directory()
 
     async def process(self, msg_id: str) -> None:
-        try:
-            env, data = self.spool.read_incoming(msg_id)
-        except Exception:  # a corrupt file is quarantined by the spool
-            log.exception("mta unreadable id=%s", msg_id)
-            self.spool.quarantine_incoming(msg_id)
-            return
-        directory = self._directory_of(env)
-        routing = route(env, directory)
-        if routing.rejected:
-            await bounce(self.spool, directory, env, data, [_status(d) for d in routing.rejected])
-            self.kick()
-        await self.spool.route(msg_id, routing.records)
-        self.routed += 1
-        for queue, record in routing.records:
-            log.info(
-                "mta routed id=%s queue=%s rcpts=%s config=%s",
-                env.trace_id,
-                queue,
-                ",".join(record.rcpts),
-                directory.digest[:12],
-            )
+        """Route one incoming message (drain does whole windows)."""
+        await self.route_batch([msg_id])
+
+    async def route_batch(self, batch: list[str]) -> None:
+        decided: list[tuple[str, Envelope, list[tuple[str, Envelope]]]] = []
+        for msg_id in batch:
+            try:
+                env, data = self.spool.read_incoming(msg_id)
+            except Exception:  # a corrupt file is quarantined by the spool
+                log.exception("mta unreadable id=%s", msg_id)
+                self.spool.quarantine_incoming(msg_id)
+                continue
+            directory = self._directory_of(env)
+            routing = route(env, directory)
+            if routing.rejected:
+                # The bounce is a new message, durable before the original's
+                # routing commits: a crash in between repeats it, never loses it.
+                statuses = [_status(d) for d in routing.rejected]
+                await bounce(self.spool, directory, env, data, statuses)
+                self.kick()
+            decided.append((msg_id, env, routing.records))
+            for queue, record in routing.records:
+                log.info(
+                    "mta routed id=%s queue=%s rcpts=%s config=%s",
+                    env.trace_id,
+                    queue,
+                    ",".join(record.rcpts),
+                    directory.digest[:12],
+                )
+        await self.spool.route_many([(msg_id, records) for msg_id, _, records in decided])
+        self.routed += len(decided)
+        for queue in {queue for _, _, records in decided for queue, _ in records}:
             self.wake(queue)

@@ -177,42 +177,66 @@ class Spool:
 
     # -- routing ------------------------------------------------------------------
 
-    def _commit_route(self, msg_id: str, items: list[tuple[Path, bytes]]) -> None:
-        """Records durable first (files and their dirs), then the move out of incoming/.
+    def _commit_routes(
+        self, routed: list[tuple[str, list[tuple[Path, bytes]]]], dropped: list[str]
+    ) -> None:
+        """Records durable first (files, then their directories), then the moves.
 
-        One worker-thread call: on a fast disk the thread hand-offs cost more
-        than the directory fsyncs they would let us share.
+        One worker-thread call for a whole batch: every record file is fsynced,
+        but each directory only once per batch, which is the group commit of
+        routing. A crash before the renames leaves every message in incoming/
+        and recovery drops its records; after them, all records are on disk.
         """
-        for final, blob in items:
-            write_durable(self._tmp(final.name), final, blob)
-        for qdir in {final.parent for final, _ in items}:
+        qdirs: set[Path] = set()
+        for _, items in routed:
+            for final, blob in items:
+                write_durable(self._tmp(final.name), final, blob)
+                qdirs.add(final.parent)
+        for qdir in qdirs:
             fsync_dir(qdir)
         fault("spool.records-written")
-        os.replace(self.root / "incoming" / msg_id, self.root / "msg" / msg_id)
-        fsync_dir(self.root / "msg")
+        for msg_id, _ in routed:
+            os.replace(self.root / "incoming" / msg_id, self.root / "msg" / msg_id)
+        for msg_id in dropped:
+            (self.root / "incoming" / msg_id).unlink(missing_ok=True)
+        if routed:
+            fsync_dir(self.root / "msg")
         fsync_dir(self.root / "incoming")
 
     async def route(self, msg_id: str, records: Iterable[tuple[str, Envelope]]) -> None:
-        """Commit the routing of an incoming message: its records, then the move.
+        """Commit the routing of one incoming message (see route_many)."""
+        await self.route_many([(msg_id, list(records))])
 
-        With no records (every recipient bounced) the message is simply removed.
+    async def route_many(self, batch: list[tuple[str, list[tuple[str, Envelope]]]]) -> None:
+        """Commit the routing of incoming messages: their records, then the moves.
+
+        A message with no records (every recipient bounced) is simply removed.
         """
-        entries = [(queue, f"{msg_id}.{i}", env) for i, (queue, env) in enumerate(records)]
-        source = self.root / "incoming" / msg_id
-        if entries:
-            items = [
-                (self._qdir(queue) / rid, record.encode(env, msg_id)) for queue, rid, env in entries
-            ]
-            await self._io(self._commit_route, msg_id, items)
+        routed: list[tuple[str, list[tuple[Path, bytes]]]] = []
+        entries_of: dict[str, list[tuple[str, str, Envelope]]] = {}
+        dropped: list[str] = []
+        for msg_id, records in batch:
+            entries = [(queue, f"{msg_id}.{i}", env) for i, (queue, env) in enumerate(records)]
+            if not entries:
+                dropped.append(msg_id)
+                continue
+            entries_of[msg_id] = entries
+            routed.append(
+                (
+                    msg_id,
+                    [(self._qdir(q) / rid, record.encode(env, msg_id)) for q, rid, env in entries],
+                )
+            )
+        await self._io(self._commit_routes, routed, dropped)
+        for msg_id, entries in entries_of.items():
             self._index.refs[msg_id] = len(entries)
             for queue, rid, env in entries:
                 self._index.queues[queue][rid] = env.next_try
                 self._envelopes[(queue, rid)] = env
-        else:
-            await self._io(os.unlink, source)
-            await self.syncer.sync(source.parent)
+            self._incoming.pop(msg_id, None)
+        for msg_id in dropped:
             self._forget(msg_id)
-        self._incoming.pop(msg_id, None)
+            self._incoming.pop(msg_id, None)
 
     # -- consuming ----------------------------------------------------------------
 
