@@ -142,12 +142,14 @@ def test_invalid_config_refuses_plan_and_apply_with_every_error(tmp_path: Path) 
     data = tmp_path / "data"
     _edit(site / "postoffices" / "shop.yaml", "    password:", "    pasword:")
     _edit(site / "site.yaml", "max_recipients: 50", "max_recipients: many")
+    lines = (site / "site.yaml").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "max_recipients: many" in text)
     for args in (("plan",), ("apply", "--yes")):
         result = run(*args, site, "--data", data)
         assert result.exit_code == 1
         assert "example/postoffices/shop.yaml:10:5: error: unknown key 'pasword'" in result.stderr
         assert "did you mean 'password'?" in result.stderr
-        assert "example/site.yaml:33:19: error: invalid value" in result.stderr
+        assert f"example/site.yaml:{line}:19: error: invalid value" in result.stderr
     assert not data.exists()
 
 
