@@ -101,7 +101,8 @@ def _table(entries: list[dict[str, Any]], now: float, badmail: bool) -> None:
             e["reason"] if badmail else nxt,
             e["last_error"],
         )
-    out.print(table)
+    # Piped or logged output has no width; do not fold ids and addresses into 80 columns.
+    out.print(table, width=None if out.is_terminal else 200)
     out.print(f"{len(entries)} message(s)")
 
 
