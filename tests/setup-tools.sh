@@ -1,6 +1,6 @@
 #!/bin/sh
-# Installs the real clients the integration tests drive: swaks, fetchmail, and
-# Postfix (for smtp-source and as a remote peer). Idempotent and quick when
+# Installs the real clients the integration tests drive: swaks, fetchmail,
+# Postfix (for smtp-source and as a remote peer) and Dovecot (the bench's POP3 peer). Idempotent and quick when
 # they are present; uses apt-get (tests run as root on Debian machines).
 set -e
 need=""
@@ -8,6 +8,8 @@ command -v swaks >/dev/null 2>&1 || need="$need swaks"
 command -v fetchmail >/dev/null 2>&1 || need="$need fetchmail"
 [ -x /usr/sbin/smtp-source ] || need="$need postfix"
 command -v strace >/dev/null 2>&1 || need="$need strace"
+# Dovecot is the POP3 peer of the benchmark harness test (never started as a service).
+[ -x /usr/lib/dovecot/pop3 ] || need="$need dovecot-core dovecot-pop3d"
 # swaks needs these for --tls and AUTH; Debian only recommends them.
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need="$need libnet-ssleay-perl libio-socket-ssl-perl"
 perl -MAuthen::SASL -e1 >/dev/null 2>&1 || need="$need libauthen-sasl-perl"

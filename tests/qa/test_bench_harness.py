@@ -30,7 +30,7 @@ def test_bench_tiny_runs_every_scenario_on_both_sides(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "bench", "--tiny", "--results", str(tmp_path)]
     if not peers:
         cmd.append("--no-peers")
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     out = res.stdout[-6000:] + res.stderr[-3000:]
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1, out
