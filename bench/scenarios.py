@@ -554,8 +554,18 @@ def _open_idle(port: int, count: int) -> list[socket.socket]:
 
 
 def _idle(ctx: Context, side: str, port: int, pid: int, rec: Record, count: int) -> float | None:
-    for _ in range(3):
-        wait_banner(port, 10)
+    # A peer just started may refuse for a moment after its port first answered
+    # (Postfix's master hands the socket to a fresh smtpd); that is not a result.
+    deadline = time.monotonic() + 20
+    ready = 0
+    while ready < 3:
+        try:
+            wait_banner(port, 10)
+            ready += 1
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     time.sleep(0.5)
     before = _tree_pss_kb(pid)
     socks: list[socket.socket] = []
