@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,15 +56,32 @@ class Generation:
         }
 
 
+# Dumps of postoffice models by object identity. A reload reuses the model of
+# every unchanged file (LoadCache), so only changed postoffices are dumped
+# again. The dumps are shared: nobody may mutate a snapshot.
+_DUMPS: dict[int, tuple[weakref.ref[Any], dict[str, Any]]] = {}
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    key = id(model)
+    hit = _DUMPS.get(key)
+    if hit is not None and hit[0]() is model:
+        return hit[1]
+    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+
+    def forget(_ref: weakref.ref[Any], k: int = key) -> None:
+        _DUMPS.pop(k, None)
+
+    _DUMPS[key] = (weakref.ref(model, forget), dumped)
+    return dumped
+
+
 def snapshot(config: SiteConfig) -> Snapshot:
     """The applied models as plain JSON data (aliases as written in YAML)."""
     return {
         "format": SNAPSHOT_FORMAT,
         "site": config.site.model_dump(mode="json", by_alias=True),
-        "postoffices": {
-            name: po.model_dump(mode="json", by_alias=True)
-            for name, po in sorted(config.postoffices.items())
-        },
+        "postoffices": {name: _dump(po) for name, po in sorted(config.postoffices.items())},
     }
 
 
