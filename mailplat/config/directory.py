@@ -122,7 +122,10 @@ class Directory:
     def _build(self) -> None:
         primary: dict[str, str] = {}
         for po_name, po in self.config.postoffices.items():
-            domains = list(po.domains)
+            # File order, disabled domains last: a mailbox's primary address (where
+            # a `catchall: bob` or a welcome goes) must be one that takes mail.
+            domains = [d for d, v in po.domains.items() if not v.disabled]
+            domains += [d for d, v in po.domains.items() if v.disabled]
             for mb_name, mb in po.mailboxes.items():
                 addrs: list[str] = []
                 if po.auto_address:
