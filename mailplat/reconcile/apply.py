@@ -51,7 +51,7 @@ from mailplat.reconcile.effects import (
 from mailplat.reconcile.state import (
     Generation,
     now_iso,
-    read_generation,
+    read_generation_head,
     snapshot,
     state_dir,
     write_generation,
@@ -193,10 +193,13 @@ def apply(
     progress: Progress | None = None,
     changed_only: bool = False,
 ) -> ApplyResult:
-    """Provision and record the new generation; idempotent."""
+    """Provision and record the new generation; idempotent.
+
+    The result's generation carries no snapshot when nothing was written.
+    """
     with apply_lock(data_root):
         # Re-read under the lock: the plan shown may be stale if another apply ran.
-        current = read_generation(data_root)
+        current = read_generation_head(data_root)
         if (current.digest if current else None) != plan.old_digest:
             raise ApplyError("the applied state changed since this plan was made; plan again")
         fx = effects(plan, config, observe(config, plan, data_root, changed_only))

@@ -19,7 +19,7 @@ from mailplat.core.errors import ConfigError, MailplatError
 from mailplat.reconcile.apply import ApplyResult, apply
 from mailplat.reconcile.diff import Plan, diff
 from mailplat.reconcile.expect import run_expectations
-from mailplat.reconcile.state import read_generation
+from mailplat.reconcile.state import Generation, read_generation, read_generation_head
 
 
 class ConfigRefused(MailplatError):
@@ -39,8 +39,18 @@ class Reconciled:
     parsed_files: int
 
 
-def reconcile(site_dir: Path, data_root: Path, cache: LoadCache, by: str) -> Reconciled:
-    """Load and apply site_dir; raise ConfigRefused (and change nothing) when it is broken."""
+def reconcile(
+    site_dir: Path,
+    data_root: Path,
+    cache: LoadCache,
+    by: str,
+    previous: Generation | None = None,
+) -> Reconciled:
+    """Load and apply site_dir; raise ConfigRefused (and change nothing) when it is broken.
+
+    `previous` is the generation (with its snapshot) the caller applied last;
+    when the data root still holds it, its snapshot is not read from disk again.
+    """
     try:
         config = load_site(site_dir, cache)
     except ConfigError as exc:
@@ -51,7 +61,11 @@ def reconcile(site_dir: Path, data_root: Path, cache: LoadCache, by: str) -> Rec
     if not report.ok:
         errors = [str(d) for d in report.diagnostics if not _is_warning(d)]
         raise ConfigRefused("an expect.yaml case fails", errors)
-    applied = read_generation(data_root)
+    head = read_generation_head(data_root)
+    if previous is not None and head is not None and head.digest == previous.digest:
+        applied: Generation | None = previous
+    else:
+        applied = read_generation(data_root)
     plan = diff(
         applied.snapshot if applied else None,
         config,

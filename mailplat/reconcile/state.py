@@ -28,6 +28,9 @@ from mailplat.core.errors import MailplatError
 SNAPSHOT_FORMAT = 1
 STATE_DIR = "state"
 GENERATION_FILE = "generation.json"
+# number, digest, when and by whom, without the snapshot: a running server
+# compares it on every reload instead of parsing the whole snapshot again.
+HEAD_FILE = "generation.head.json"
 
 Snapshot = dict[str, Any]
 
@@ -151,4 +154,33 @@ def write_generation(data_root: Path, generation: Generation) -> Path:
     atomic_write(folder / "generations" / f"{generation.number:06d}.json", body)
     target = folder / GENERATION_FILE
     atomic_write(target, body)
+    head = {k: v for k, v in generation.to_json().items() if k != "snapshot"}
+    atomic_write(folder / HEAD_FILE, (json.dumps(head, sort_keys=True) + "\n").encode("utf-8"))
     return target
+
+
+def read_generation_head(data_root: Path) -> Generation | None:
+    """The last applied generation without its snapshot (snapshot is {}).
+
+    Falls back to the full file when the head is missing or disagrees with it
+    (written by an older version, or a crash between the two writes).
+    """
+    folder = state_dir(data_root)
+    try:
+        # Written after the full file: an older head is stale (a crash between).
+        if (folder / HEAD_FILE).stat().st_mtime_ns < (folder / GENERATION_FILE).stat().st_mtime_ns:
+            raise ValueError("stale head")
+        data = json.loads((folder / HEAD_FILE).read_text("utf-8"))
+        head = Generation(
+            number=int(data["number"]),
+            digest=str(data["digest"]),
+            applied_at=str(data["applied_at"]),
+            applied_by=str(data["applied_by"]),
+            snapshot={},
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        full = read_generation(data_root)
+        if full is None:
+            return None
+        return Generation(full.number, full.digest, full.applied_at, full.applied_by, {})
+    return head

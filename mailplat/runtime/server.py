@@ -94,6 +94,7 @@ class Server:
         self.load_cache = load_cache or LoadCache()
         self._reload_lock = asyncio.Lock()
         self.generation: Generation | None = read_generation(data_root)
+        self._applied: Generation | None = self.generation
         self.last_rejected: dict[str, Any] | None = None
         self._started_at = time.monotonic()
         self._resolver: Resolver | None = None
@@ -233,7 +234,12 @@ class Server:
             started = time.monotonic()
             try:
                 done = await asyncio.to_thread(
-                    reconcile, self.config.root, self.data_root, self.load_cache, by
+                    reconcile,
+                    self.config.root,
+                    self.data_root,
+                    self.load_cache,
+                    by,
+                    self._applied,
                 )
                 tls_errors = await asyncio.to_thread(check_tls, done.config.site, done.config.root)
                 if tls_errors:
@@ -259,6 +265,8 @@ class Server:
             self.listeners.reload_certificates()
             changed = await self.listeners.sync(done.config.site, done.config.root)
             self.generation = done.result.generation
+            if done.result.written:
+                self._applied = done.result.generation  # with its snapshot, for the next diff
             elapsed = (time.monotonic() - started) * 1000
             log.info(
                 "reload applied by=%s generation=%d changes=%d files_parsed=%d ms=%.1f",
