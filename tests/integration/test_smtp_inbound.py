@@ -116,7 +116,7 @@ async def test_submission_requires_auth_and_hides_auth_before_tls(server: Server
 
     ehlo, mail, auth = await asyncio.to_thread(run)
     assert b"AUTH" not in ehlo
-    assert mail[0] == 530
+    assert mail[0] == 530 and b"STARTTLS" in mail[1]  # says what to do first
     assert auth[0] == 538
 
 

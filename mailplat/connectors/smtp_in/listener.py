@@ -188,6 +188,19 @@ class MailplatSMTP(SMTP):
     def is_tls(self) -> bool:
         return self.implicit_tls or self._tls_protocol is not None
 
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        # Say what to do first: on a listener where AUTH needs TLS, that is STARTTLS.
+        session = self.session
+        if (
+            self._auth_required
+            and session is not None
+            and not session.authenticated
+            and not self.may_auth_now()
+        ):
+            await self.push(replies.S530_STARTTLS_FIRST)
+            return True
+        return bool(await super().check_auth_needed(caller_method))
+
     # Not named auth_*: aiosmtpd offers every auth_* method as a SASL mechanism.
     def may_auth_now(self) -> bool:
         return self.is_tls() or not self._auth_require_tls
