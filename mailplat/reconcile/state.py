@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mailplat.config.load import SiteConfig
+from mailplat.core.durable import fsync_dir, write_all
 from mailplat.core.errors import MailplatError
 
 # Bumped when the snapshot layout changes; an older layout is read as "unknown".
@@ -120,29 +121,18 @@ def read_generation(data_root: Path) -> Generation | None:
         ) from exc
 
 
-def _fsync_dir(path: Path) -> None:
-    # A rename is durable only once its directory is fsynced.
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data`: tmp, fsync, rename, fsync the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_generation(data_root: Path, generation: Generation) -> Path:

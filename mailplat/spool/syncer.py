@@ -16,26 +16,17 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mailplat.core.durable import fsync_dir, write_all
 from mailplat.spool.faults import fault
 
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so the renames and unlinks in it survive a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+__all__ = ["DirSyncer", "fsync_dir", "write_durable"]
 
 
 def write_durable(tmp: Path, final: Path, blob: bytes) -> None:
     """Write blob to tmp, fsync it, rename it to final (same filesystem)."""
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(blob)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        write_all(fd, blob)
         os.fsync(fd)
     except BaseException:
         os.close(fd)

@@ -31,6 +31,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailplat.core.durable import fsync_dir as _fsync_dir
+from mailplat.core.durable import write_all as _write_all
+
 _SUBDIRS = ("tmp", "new", "cur")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _W_SIZE = re.compile(r",W=(\d+)")
@@ -90,22 +93,6 @@ def _fault_hook() -> Callable[[str], None] | None:
             hook = None
         _hook_cache.append(hook)
     return _hook_cache[0]
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename or link is durable on Linux only after its directory is fsynced (Exim's rule).
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def sync_filesystem() -> None:
