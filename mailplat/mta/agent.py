@@ -11,14 +11,13 @@ and recovery drops its half-written records: it is routed again, once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from mailplat.config.directory import Directory
 from mailplat.config.expand import Destination
 from mailplat.core.envelope import Envelope
+from mailplat.core.worker import Worker
 from mailplat.message import dsn
 from mailplat.mta.router import route
 from mailplat.spool.queue import Spool
@@ -55,7 +54,7 @@ def _status(dest: Destination) -> dsn.RecipientStatus:
     )
 
 
-class Agent:
+class Agent(Worker):
     """Routes incoming messages; wakes the connectors whose queues got records."""
 
     def __init__(
@@ -66,29 +65,18 @@ class Agent:
         poll_seconds: float = 5.0,
         directory_for: Callable[[str], Directory | None] | None = None,
     ) -> None:
+        super().__init__()
         self.spool = spool
         self.directory = directory
         self.directory_for = directory_for
         self.wake = wake
         self.poll_seconds = poll_seconds
-        self._kick = asyncio.Event()
-        self._stopping = False
         self._busy: set[str] = set()
         self.routed = 0
 
-    def kick(self) -> None:
-        self._kick.set()
-
-    def request_stop(self) -> None:
-        """Finish the current drain (so nothing is cut mid-write), then return from run()."""
-        self._stopping = True
-        self._kick.set()
-
     async def run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
-            self._kick.clear()
+        while not self.stopping:
+            await self.wait_for_kick(self.poll_seconds)
             await self.drain()
 
     async def drain(self) -> None:

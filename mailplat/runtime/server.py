@@ -29,6 +29,7 @@ from mailplat.connectors.smtp_out.deliver import OutboundDelivery
 from mailplat.control import channel
 from mailplat.core.envelope import Envelope
 from mailplat.core.errors import MailplatError
+from mailplat.core.worker import Worker
 from mailplat.dns.resolver import Resolver
 from mailplat.mta.agent import Agent
 from mailplat.reconcile.live import ConfigRefused, reconcile
@@ -350,7 +351,7 @@ class Server:
         # over, then delivery empties its queue. Workers stop between messages,
         # never inside a spool write; only past the deadline are they cancelled,
         # and what is left then stays durable in the spool for the next start.
-        workers: list[Agent | LocalDelivery | OutboundDelivery] = [
+        workers: list[Worker] = [
             self.agent,
             self.delivery,
             self.outbound,

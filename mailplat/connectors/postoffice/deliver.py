@@ -12,7 +12,6 @@ duplicate) but never loses one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,9 @@ from mailplat.auth.memory import ExpiringMemory
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.core.envelope import Envelope
 from mailplat.core.ids import new_id
+from mailplat.core.worker import Worker
 from mailplat.message import dsn, headers
+from mailplat.spool.queue import Spool
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
@@ -48,50 +49,36 @@ def is_bulk(data: bytes) -> bool:
     )
 
 
-class LocalDelivery:
+class LocalDelivery(Worker):
     """Consumes the postoffice queue."""
 
     def __init__(
         self,
-        spool: object,
+        spool: Spool,
         directory: Callable[[], Directory],
         data_root: Path,
         inject: Inject,
         quota: QuotaTracker,
         replied: ExpiringMemory | None = None,
     ) -> None:
-        from mailplat.spool.queue import Spool
-
-        assert isinstance(spool, Spool)
-        self.spool: Spool = spool
+        super().__init__()
+        self.spool = spool
         self.directory = directory
         self.data_root = data_root
         self.inject = inject
         self.quota = quota
         # Who got an autoreply from whom, saved so a restart does not answer twice.
         self.replied = replied if replied is not None else ExpiringMemory(None)
-        self._kick = asyncio.Event()
-        self._stopping = False
         self.delivered = 0
         self.poll_seconds = 5.0
-
-    def kick(self) -> None:
-        self._kick.set()
-
-    def request_stop(self) -> None:
-        """Finish the current drain (so nothing is cut mid-write), then return from run()."""
-        self._stopping = True
-        self._kick.set()
 
     def maildir_path(self, key: str) -> Path:
         po, name = key.split("/", 1)
         return mailbox_dir(self.data_root, po, name)
 
     async def run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.poll_seconds)
-            self._kick.clear()
+        while not self.stopping:
+            await self.wait_for_kick(self.poll_seconds)
             await self.drain()
 
     async def drain(self) -> None:

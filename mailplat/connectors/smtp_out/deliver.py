@@ -57,6 +57,7 @@ from mailplat.connectors.smtp_out.client import (
 from mailplat.connectors.smtp_out.route import Destination, destination_for
 from mailplat.core.clock import Clock, SystemClock
 from mailplat.core.envelope import Envelope
+from mailplat.core.worker import Worker
 from mailplat.dns.resolver import DnsError, DnsTemporary, Resolver
 from mailplat.message import dsn
 from mailplat.spool.faults import fault
@@ -112,7 +113,7 @@ class _Lane:
     dead: Outcome | None = None  # every host failed: defer the rest without trying
 
 
-class OutboundDelivery:
+class OutboundDelivery(Worker):
     """Consumes the "smtp" queue; same shape as LocalDelivery (kick, run, drain, stop)."""
 
     def __init__(
@@ -123,13 +124,12 @@ class OutboundDelivery:
         clock: Clock | None = None,
         dns_timeout: float = 10.0,
     ) -> None:
+        super().__init__()
         self.spool = spool
         self.directory = directory
         self.inject = inject
         self.clock: Clock = clock or SystemClock()
         self.dns_timeout = dns_timeout
-        self._kick = asyncio.Event()
-        self._stopping = False
         self._queues: dict[str, _DestQueue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sem: asyncio.Semaphore | None = None
@@ -142,26 +142,16 @@ class OutboundDelivery:
 
     # -- public shape ------------------------------------------------------------
 
-    def kick(self) -> None:
-        self._kick.set()
-
-    def request_stop(self) -> None:
-        """Finish the messages being sent (nothing cut mid-transaction), then return from run()."""
-        self._stopping = True
-        self._kick.set()
-
     async def run(self) -> None:
         try:
-            while not self._stopping:
+            while not self.stopping:
                 try:
                     await self._dispatch()
                 except Exception:
                     # A spool error must not end outbound delivery for good:
                     # log it and look again at the next wake-up.
                     log.exception("outbound dispatch failed; retrying at the next poll")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), self._sleep_seconds())
-                self._kick.clear()
+                await self.wait_for_kick(self._sleep_seconds())
             await self._idle()
         finally:
             # Cancelled past the stop deadline: the lanes go too; their records
@@ -208,7 +198,7 @@ class OutboundDelivery:
 
     async def _dispatch(self) -> int:
         """Claim due records and hand their recipients to destination lanes; how many."""
-        if self._stopping:
+        if self.stopping:
             return 0
         directory = self.directory()
         due = self.spool.due(QUEUE, self.clock.now(), WINDOW)
@@ -262,7 +252,7 @@ class OutboundDelivery:
         lane = _Lane()
         try:
             async with self._semaphore(self.directory().site):
-                while queue.items and not self._stopping:
+                while queue.items and not self.stopping:
                     item = queue.items.popleft()
                     try:
                         outcomes = await self._deliver(lane, queue.dest, item)
@@ -287,7 +277,7 @@ class OutboundDelivery:
             if queue.lanes == 0 and not cancelled:
                 if self._queues.get(queue.dest.key) is queue and not queue.items:
                     del self._queues[queue.dest.key]
-                elif self._stopping:
+                elif self.stopping:
                     await self._skip_rest(queue)
 
     async def _skip_rest(self, queue: _DestQueue) -> None:
