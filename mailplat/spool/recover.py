@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailplat.spool.record import CorruptRecord, decode
+from mailplat.spool.record import CorruptRecord, Record, decode
 
 log = logging.getLogger("mailplat.spool")
 
@@ -80,6 +80,16 @@ def _names(path: Path) -> list[str]:
         return []
 
 
+def _read_or_quarantine(root: Path, path: Path, report: RecoveryReport) -> Record | None:
+    """The file's record, or None after moving a damaged file to quarantine/."""
+    try:
+        return decode(path.read_bytes())
+    except CorruptRecord as exc:
+        quarantine(root, path, str(exc))
+        report.quarantined += 1
+        return None
+
+
 def recover(root: Path) -> tuple[Index, RecoveryReport]:
     """Apply the state table to the spool at root; return the rebuilt index."""
     report = RecoveryReport()
@@ -90,12 +100,8 @@ def recover(root: Path) -> tuple[Index, RecoveryReport]:
 
     incoming: list[tuple[float, str]] = []
     for name in _names(root / "incoming"):
-        path = root / "incoming" / name
-        try:
-            rec = decode(path.read_bytes())
-        except CorruptRecord as exc:
-            quarantine(root, path, str(exc))
-            report.quarantined += 1
+        rec = _read_or_quarantine(root, root / "incoming" / name, report)
+        if rec is None:
             continue
         incoming.append((rec.envelope.received_at, name))
         stale = root / "msg" / name
@@ -119,11 +125,8 @@ def recover(root: Path) -> tuple[Index, RecoveryReport]:
                 path.unlink()
                 half_routed.add(msg_id)
                 continue
-            try:
-                rec = decode(path.read_bytes())
-            except CorruptRecord as exc:
-                quarantine(root, path, str(exc))
-                report.quarantined += 1
+            rec = _read_or_quarantine(root, path, report)
+            if rec is None:
                 continue
             if not (root / "msg" / rec.msg_id).exists():
                 quarantine(root, path, f"message {rec.msg_id} is missing")

@@ -10,25 +10,11 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support import running, write_site
 from tests.support_dns import DnsServer, Zone
-
-
-@pytest.fixture
-def zone() -> Zone:
-    return Zone()
-
-
-@pytest.fixture
-def dns(zone: Zone) -> Iterator[DnsServer]:
-    with DnsServer(zone) as server:
-        yield server
 
 
 def site(tmp_path: Path, dns: DnsServer, security: dict[str, Any]) -> Path:

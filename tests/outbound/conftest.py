@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.ids import new_id
 from mailplat.spool.queue import Spool
 from tests.support import deep_merge, write_site
-from tests.support_dns import DnsServer, Zone
+from tests.support_dns import DnsServer
 from tests.support_smtp import Receiver, Script, free_port
 
 
@@ -137,17 +137,6 @@ class Harness:
         for rx in self.receivers:
             await rx.stop()
         self.spool.close()
-
-
-@pytest.fixture
-def zone() -> Zone:
-    return Zone()
-
-
-@pytest.fixture
-def dns(zone: Zone) -> Iterator[DnsServer]:
-    with DnsServer(zone) as server:
-        yield server
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mailplat.runtime.server import Server
-from tests.support import maildir_files, running, wait_for, write_site
+from tests.outbound.test_server_e2e import relay_site
+from tests.support import maildir_files, running, wait_for
 from tests.support_dns import DnsServer
 from tests.support_smtp import Receiver, Script, free_port
 
@@ -55,17 +56,7 @@ def send(server: Server, subject: str) -> None:
 
 async def test_queue_commands_end_to_end(tmp_path: Path, dns: DnsServer) -> None:
     port = free_port()
-    dns.zone.mx("dest.test", (10, "mx1.dest.test"))
-    dns.zone.a("mx1.dest.test", "127.0.0.2")
-    site = write_site(
-        tmp_path,
-        site={
-            "server": {"dns_servers": [dns.address]},
-            "relay": {"privileged_ips": ["127.0.0.1"]},
-            "delivery": {"remote_port": port, "remote_timeout_seconds": 5},
-        },
-        tls=False,
-    )
+    site = relay_site(tmp_path, dns, port)
     data = tmp_path / "data"
     rx = await Receiver("127.0.0.2", port, Script(mail_reply=DEFER)).start()
     try:

@@ -21,16 +21,11 @@ from tests.support_dns import DnsServer
 from tests.support_smtp import Receiver, Script, free_port
 
 
-@pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-async def server(tmp_path: Path, dns: DnsServer, port: int) -> AsyncIterator[Server]:
+def relay_site(tmp_path: Path, dns: DnsServer, port: int) -> Path:
+    """A site relaying for 127.0.0.1 to dest.test, whose MX is 127.0.0.2 on `port`."""
     dns.zone.mx("dest.test", (10, "mx1.dest.test"))
     dns.zone.a("mx1.dest.test", "127.0.0.2")
-    site = write_site(
+    return write_site(
         tmp_path,
         site={
             "server": {"dns_servers": [dns.address]},
@@ -39,6 +34,16 @@ async def server(tmp_path: Path, dns: DnsServer, port: int) -> AsyncIterator[Ser
         },
         tls=False,
     )
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, dns: DnsServer, port: int) -> AsyncIterator[Server]:
+    site = relay_site(tmp_path, dns, port)
     async with running(site, tmp_path / "data") as srv:
         yield srv
 
