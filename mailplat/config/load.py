@@ -344,6 +344,19 @@ def default_data_root(site_dir: Path) -> Path:
     return Path.cwd() / "queues" / site_dir.name
 
 
+def _data_root(
+    site_dir: Path, configured: str | None, override: str | None, env: str | None
+) -> Path:
+    """--data, else MAILPLAT_DATA, else the site's server.data_root, else queues/<site>."""
+    if override:
+        return Path(override).resolve()
+    if env:
+        return Path(env).resolve()
+    if configured:
+        return (site_dir.resolve() / configured).resolve()
+    return default_data_root(site_dir)
+
+
 def data_root_of_dir(site_dir: Path, override: str | None, env: str | None) -> Path:
     """data_root() for a site that may not load (a broken working tree).
 
@@ -351,27 +364,18 @@ def data_root_of_dir(site_dir: Path, override: str | None, env: str | None) -> P
     server.data_root key of site.yaml is read, and a file that cannot even
     be parsed falls back to the default.
     """
-    if override:
-        return Path(override).resolve()
-    if env:
-        return Path(env).resolve()
-    try:
-        doc = read_yaml_text((site_dir / "site.yaml").read_text())
-        server = doc.data.get("server") if isinstance(doc.data, dict) else None
-        root = server.get("data_root") if isinstance(server, dict) else None
-    except (OSError, ValueError, AttributeError):
-        root = None
-    if isinstance(root, str) and root:
-        return (site_dir.resolve() / root).resolve()
-    return default_data_root(site_dir)
+    configured = None
+    if not (override or env):
+        try:
+            doc = read_yaml_text((site_dir / "site.yaml").read_text())
+            server = doc.data.get("server") if isinstance(doc.data, dict) else None
+            root = server.get("data_root") if isinstance(server, dict) else None
+            configured = root if isinstance(root, str) else None
+        except (OSError, ValueError, AttributeError):
+            configured = None
+    return _data_root(site_dir, configured, override, env)
 
 
 def data_root(config: SiteConfig, override: str | None, env: str | None) -> Path:
     """--data, else MAILPLAT_DATA, else the site's server.data_root, else queues/<site>."""
-    if override:
-        return Path(override).resolve()
-    if env:
-        return Path(env).resolve()
-    if config.site.server.data_root:
-        return (config.root / config.site.server.data_root).resolve()
-    return default_data_root(config.root)
+    return _data_root(config.root, config.site.server.data_root, override, env)
