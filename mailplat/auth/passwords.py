@@ -8,6 +8,7 @@ Verification never raises on a malformed hash: it answers False.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from typing import Any
@@ -21,6 +22,21 @@ from mailplat.config.models.postoffice import strip_scheme
 _argon2 = PasswordHasher()
 _passlib_lock = threading.Lock()
 _passlib: list[Any] = []
+_dummy_lock = threading.Lock()
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """An argon2id hash of a random secret, made once, with the default cost.
+
+    Checking a password for an unknown user (or a mailbox with no password)
+    against it costs what checking a real hash costs, so the time a failed
+    login takes does not tell whether the account exists.
+    """
+    with _dummy_lock:
+        if not _dummy:
+            _dummy.append(_argon2.hash(secrets.token_urlsafe(16)))
+        return _dummy[0]
 
 
 def _sha512_crypt() -> Any:
@@ -49,8 +65,14 @@ def random_password(length: int = 20) -> str:
 
 
 def verify_password(stored: str | None, password: str) -> bool:
-    """True when `password` matches the stored hash (argon2, bcrypt or SHA512-crypt)."""
+    """True when `password` matches the stored hash (argon2, bcrypt or SHA512-crypt).
+
+    No hash (an unknown user, a mailbox without a password) is checked against
+    a dummy hash and answers False after the same work.
+    """
     if not stored:
+        with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
+            _argon2.verify(_dummy_hash(), password)
         return False
     crypt = strip_scheme(stored)
     try:

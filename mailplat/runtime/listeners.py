@@ -92,12 +92,10 @@ class ListenerSet:
         self,
         smtp_context: Any,
         gate: ConnectionGate,
-        authenticate: Callable[[str, str], str | None],
         pop3_factory: Callable[[], Pop3Server],
     ) -> None:
         self._smtp_context = smtp_context
         self._gate = gate
-        self._authenticate = authenticate
         self._pop3_factory = pop3_factory
         self.pop3: Pop3Server | None = None
         self._smtp: dict[Key, SmtpListener] = {}
@@ -142,7 +140,6 @@ class ListenerSet:
                     self._gate,
                     self._context(spec.tls),
                     spec.auth_requires_tls,
-                    self._authenticate,
                 )
                 await smtp.start()
                 self._smtp[key] = smtp

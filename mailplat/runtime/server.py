@@ -19,12 +19,15 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from mailplat.auth.logins import Logins, Outcome
 from mailplat.auth.memory import ExpiringMemory, PopBeforeSmtp
-from mailplat.auth.passwords import verify_password
+from mailplat.auth.throttle import Limits, LoginThrottle
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig
+from mailplat.config.models.site import Site
 from mailplat.connectors.postoffice.deliver import LocalDelivery
 from mailplat.connectors.smtp_in.listener import ConnectionGate
+from mailplat.connectors.smtp_out import manage
 from mailplat.connectors.smtp_out.deliver import OutboundDelivery
 from mailplat.control import channel
 from mailplat.core.envelope import Envelope
@@ -37,7 +40,7 @@ from mailplat.reconcile.state import Generation, now_iso, read_generation
 from mailplat.runtime import queue_control
 from mailplat.runtime.listeners import Bound, ListenerSet, check_tls
 from mailplat.services.pop3.listener import Pop3Server
-from mailplat.services.pop3.session import LoginDisabled, MailboxHandle
+from mailplat.services.pop3.session import LoginDisabled, LoginThrottled, MailboxHandle
 from mailplat.spool.queue import Spool
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
@@ -49,6 +52,19 @@ __all__ = ["Bound", "Server"]
 
 RECENT_DIRECTORIES = 16
 DNS_CHECK_TIMEOUT = 5.0  # a slow DNS must not hold an SMTP session for long
+DISK_CHECK_SECONDS = 1.0  # statvfs at most this often on the SMTP path
+
+
+def login_limits(site: Site) -> Limits:
+    """The throttle's numbers from security.logins."""
+    cfg = site.security.logins
+    return Limits(
+        max_failures_per_ip=cfg.max_failures_per_ip,
+        window_minutes=cfg.window_minutes,
+        cooldown_minutes=cfg.cooldown_minutes,
+        account_slowdown_after=cfg.account_slowdown_after,
+        account_max_delay_seconds=float(cfg.account_max_delay_seconds),
+    )
 
 
 class _Pop3Backend:
@@ -74,6 +90,11 @@ class Server:
         self.quota = QuotaTracker()
         self.gate = ConnectionGate(bans=ExpiringMemory(data_root / "state" / "bans.json"))
         self.pop_memory = PopBeforeSmtp(data_root / "state" / "pop_before_smtp.json")
+        self.throttle = LoginThrottle(
+            data_root / "state" / "logins.json", login_limits(config.site)
+        )
+        self.logins = Logins(lambda: self._directory, self.throttle)
+        self._disk_free: tuple[float, int] = (0.0, 0)
         # Directories of recent generations, so mail accepted just before a
         # reload is routed by the config its transaction was decided with.
         self._recent: OrderedDict[str, Directory] = OrderedDict({config.digest: self._directory})
@@ -89,7 +110,7 @@ class Server:
             replied=ExpiringMemory(data_root / "state" / "autoreplies.json"),
         )
         self.outbound = OutboundDelivery(self.spool, lambda: self._directory, self._inject)
-        self.listeners = ListenerSet(self, self.gate, self.authenticate, self._new_pop3)
+        self.listeners = ListenerSet(self, self.gate, self._new_pop3)
         self.control: asyncio.Server | None = None
         # The cache the config was loaded with, so the first reload parses only what changed.
         self.load_cache = load_cache or LoadCache()
@@ -114,6 +135,7 @@ class Server:
         self.config = config
         self._directory = Directory(config)
         self._remember(self._directory)
+        self.throttle.limits = login_limits(config.site)
 
     def _remember(self, directory: Directory) -> None:
         self._recent[directory.digest] = directory
@@ -132,12 +154,42 @@ class Server:
     def pop_before_smtp(self, ip: str) -> bool:
         return self.pop_memory.allowed(ip)
 
-    def mailbox_full(self, key: str) -> bool:
+    def mailbox_room(self, key: str) -> int | None:
+        """Bytes a mailbox can still take before its quota; None when it has none."""
         entry = self._directory.mailboxes.get(key)
         if entry is None or entry.quota_bytes is None:
-            return False
+            return None
         maildir = Maildir(self._maildir_path(entry))
-        return self.quota.would_exceed(maildir, 1, entry.quota_bytes)
+        return max(0, entry.quota_bytes - self.quota.usage(maildir))
+
+    def disk_room(self, size: int) -> bool:
+        """True when the spool's disk keeps smtp.min_free_disk_mb free after `size` more bytes."""
+        reserve = self._directory.site.smtp.min_free_disk_mb * 1024 * 1024
+        now = time.monotonic()
+        checked, free = self._disk_free
+        if now - checked > DISK_CHECK_SECONDS:
+            try:
+                stat = os.statvfs(self.spool.root)
+            except OSError:
+                return True  # cannot tell: the spool write itself reports a full disk
+            free = stat.f_bavail * stat.f_frsize
+            self._disk_free = (now, free)
+        return free - size >= reserve
+
+    async def etrn(self, domain: str) -> int:
+        """RFC 1985 ETRN: make the queued mail for `domain` due now; how many messages."""
+        wanted = [
+            e.id
+            for e in manage.entries(self.spool)
+            if any(r.rpartition("@")[2].lower() == domain for r in e.rcpts)
+        ]
+        for rid in wanted:
+            with contextlib.suppress(manage.NotFound, manage.Busy):
+                # Gone, or being delivered right now: either way it is moving.
+                await manage.retry(self.spool, [rid], time.time())
+        if wanted:
+            self.outbound.kick()
+        return len(wanted)
 
     def resolver(self) -> Resolver:
         """A resolver for the current dns_servers (rebuilt when a reload changes them)."""
@@ -146,9 +198,6 @@ class Server:
             self._resolver = Resolver(servers, timeout=DNS_CHECK_TIMEOUT)
             self._resolver_servers = servers
         return self._resolver
-
-    def record_failure(self, ip: str) -> None:
-        log.info("failure peer=%s", ip)
 
     def _wake(self, queue: str) -> None:
         if queue == "postoffice":
@@ -161,29 +210,20 @@ class Server:
 
     # -- authentication ----------------------------------------------------------
 
-    def authenticate(self, login: str, password: str) -> str | None:
-        """The mailbox key for a good login, else None (SMTP AUTH)."""
-        entry = self._directory.mailbox_for_login(login)
-        if entry is None or entry.model.logon_disabled or entry.model.disabled:
-            verify_password(None, password)
-            return None
-        return entry.key if verify_password(entry.model.password, password) else None
-
     async def pop3_authenticate(
         self, login: str, password: str, client_ip: str
     ) -> MailboxHandle | None:
-        entry = self._directory.mailbox_for_login(login)
-        if entry is None:
+        result = await self.logins.check(login, password, client_ip, "pop3")
+        if result.outcome is Outcome.THROTTLED:
+            raise LoginThrottled(client_ip)
+        if result.outcome is Outcome.FAILED or result.entry is None:
             return None
-        ok = await asyncio.to_thread(verify_password, entry.model.password, password)
-        if not ok:
-            return None
-        if entry.model.logon_disabled:
-            raise LoginDisabled(entry.key)
-        maildir = Maildir(self._maildir_path(entry))
+        if result.outcome is Outcome.DISABLED:
+            raise LoginDisabled(result.entry.key)
+        maildir = Maildir(self._maildir_path(result.entry))
         if not maildir.path.exists():
             await asyncio.to_thread(maildir.create)
-        return MailboxHandle(key=entry.key, maildir=maildir)
+        return MailboxHandle(key=result.entry.key, maildir=maildir)
 
     def pop3_on_login(self, handle: MailboxHandle, client_ip: str) -> None:
         relay = self._directory.site.relay.pop_before_smtp
@@ -198,10 +238,12 @@ class Server:
             _Pop3Backend(self),
             host_name=site.server.host_name,
             require_tls_for_auth=site.listeners.pop3.auth_requires_tls,
+            failed_login_delay=site.security.logins.failed_login_delay_seconds,
             on_login=self.pop3_on_login,
         )
 
     async def start(self) -> None:
+        asyncio.get_running_loop().set_exception_handler(loop_exception)
         report = await asyncio.to_thread(self.spool.open)
         log.info("spool opened %s", report)
         site = self._directory.site
@@ -263,6 +305,7 @@ class Server:
             self.config = done.config
             self._directory = done.directory
             self._remember(done.directory)
+            self.throttle.limits = login_limits(done.config.site)
             self.listeners.reload_certificates()
             changed = await self.listeners.sync(done.config.site, done.config.root)
             self.generation = done.result.generation
@@ -347,6 +390,10 @@ class Server:
         deadline = asyncio.get_running_loop().time() + grace
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.gate.idle.wait(), grace)
+        # Sessions still open after the grace period are told 421 4.3.2 and closed.
+        self.gate.stop_idle()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.gate.idle.wait(), 1.0)
         # Flush in flow order: the agent routes what the last sessions handed
         # over, then delivery empties its queue. Workers stop between messages,
         # never inside a spool write; only past the deadline are they cancelled,
@@ -368,3 +415,27 @@ class Server:
         self._tasks.clear()
         self.spool.close()
         log.info("stopped")
+
+
+def loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's last-resort handler: what a peer causes is one line, no traceback.
+
+    Transports report a peer's broken connection or TLS record here; those are
+    the network's doing. Anything else is a bug of ours and keeps its trace.
+    """
+    exc = context.get("exception")
+    if isinstance(exc, OSError | EOFError):
+        peer = ""
+        transport = context.get("transport")
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                info = transport.get_extra_info("peername")
+                peer = str(info[0]) if info else ""
+        log.info(
+            "connection-error peer=%s why=%s: %s",
+            peer or "-",
+            context.get("message", "error"),
+            exc.__class__.__name__,
+        )
+        return
+    log.error("event-loop-error %s", context.get("message", "unhandled"), exc_info=exc)

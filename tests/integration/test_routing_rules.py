@@ -100,7 +100,20 @@ async def test_pop_before_smtp_allows_relay(tmp_path: Path) -> None:
         assert (await asyncio.to_thread(rcpt, server.port("smtp"), "friend@far.test"))[0] == 250
 
 
-async def test_quota_full_at_rcpt_and_overflow_bounces(tmp_path: Path) -> None:
+def transact(port: int, rcpts: list[str], body: bytes, size: int | None) -> list[tuple[int, str]]:
+    """MAIL (with SIZE= when given), every RCPT, then DATA when one was accepted."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("client.test")
+        options = [f"SIZE={size}"] if size is not None else []
+        s.mail("alice@example.test", options)
+        codes = [(c, t.decode()) for c, t in (s.rcpt(r) for r in rcpts)]
+        if any(c == 250 for c, _ in codes):
+            c, t = s.data(b"Subject: rules\r\n\r\n" + body)
+            codes.append((c, t.decode()))
+        return codes
+
+
+async def test_quota_is_checked_before_data_and_overflow_bounces(tmp_path: Path) -> None:
     site = write_site(tmp_path, postoffices={"example": _po()})
     data = tmp_path / "data"
     big = (b"x" * 998 + b"\r\n") * 700  # about 0.7 MB
@@ -108,14 +121,33 @@ async def test_quota_full_at_rcpt_and_overflow_bounces(tmp_path: Path) -> None:
         port = server.port("smtp")
         await asyncio.to_thread(send, port, "tiny@example.test", big, "alice@example.test")
         await wait_for(lambda: len(maildir_files(data, "example", "tiny")) == 1)
-        # Another 0.7 MB would overflow the 1 MB quota: accepted, then bounced to the sender.
-        await asyncio.to_thread(send, port, "tiny@example.test", big, "alice@example.test")
+        # SIZE= over what is left of the 1 MB quota: 452 at RCPT, before any data.
+        [(code, text)] = await asyncio.to_thread(
+            transact, port, ["tiny@example.test"], big, len(big)
+        )
+        assert code == 452 and text.startswith("4.2.2"), text
+        # SIZE= over the whole quota can never fit: 552 5.2.2.
+        [(code, text)] = await asyncio.to_thread(
+            transact, port, ["tiny@example.test"], big, 2 * 1024 * 1024
+        )
+        assert code == 552 and text.startswith("5.2.2"), text
+        # No SIZE=, one recipient: refused at the end of DATA, not accepted and bounced.
+        [(rc, _), (code, text)] = await asyncio.to_thread(
+            transact, port, ["tiny@example.test"], big, None
+        )
+        assert rc == 250 and code == 552 and text.startswith("5.2.2"), text
+        # Two recipients: one reply covers both, so the full one gets a DSN instead.
+        codes = await asyncio.to_thread(
+            transact, port, ["tiny@example.test", "bob@example.test"], big, None
+        )
+        assert [c for c, _ in codes] == [250, 250, 250]
         await wait_for(
             lambda: any(
                 b"multipart/report" in f.read_bytes()
                 for f in maildir_files(data, "example", "alice")
             )
         )
+        await wait_for(lambda: len(maildir_files(data, "example", "bob")) == 1)
         assert len(maildir_files(data, "example", "tiny")) == 1
     # A mailbox already at its quota (here filled by another tool) gets 452 at RCPT.
     new = data / "postoffices" / "example" / "tiny" / "new"

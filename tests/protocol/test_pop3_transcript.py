@@ -329,12 +329,16 @@ async def test_dropped_connection_deletes_nothing(server: Pop3Server, alice: Mai
     assert (await login(c)).startswith(b"+OK Logged in, 3 messages")
 
 
-async def test_idle_timeout_closes_without_reply(backend: DictBackend, alice: Maildir) -> None:
+async def test_idle_timeout_says_so_and_deletes_nothing(
+    backend: DictBackend, alice: Maildir
+) -> None:
     async with running(backend, idle_timeout=0.1) as server:
         c = await connect(server)
         assert (await login(c)).startswith(b"+OK Logged in")
         assert await c.cmd("DELE 1") == b"+OK Message 1 deleted\r\n"
-        assert await c.eof()  # RFC 1939 §3: no response, no UPDATE
+        # A refusal is a reply: the client learns why it was dropped; no UPDATE runs.
+        assert await c.line() == line(r.POP_IDLE_TIMEOUT)
+        assert await c.eof()
     assert len(Maildir(alice.path).messages()) == 3
 
 
@@ -408,7 +412,7 @@ async def test_stls_discards_pipelined_plaintext(backend: DictBackend, tls: TlsP
         assert await c.cmd("PASS secret") == line(r.POP_BAD_SEQUENCE)
         assert await c.cmd("CAPA") == b"+OK Capability list follows\r\n"
         assert b"STLS" not in await c.multiline()
-        assert await c.cmd("STLS") == line(r.POP_TLS_UNAVAILABLE)
+        assert await c.cmd("STLS") == line(r.POP_TLS_ACTIVE)  # no TLS inside TLS
         assert (await login(c)).startswith(b"+OK Logged in")
         ssl_obj = c.writer.get_extra_info("ssl_object")
         assert isinstance(ssl_obj, ssl.SSLObject)

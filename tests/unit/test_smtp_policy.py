@@ -36,7 +36,7 @@ def verdict(
     client = Client(
         ip=ip, login=login, sender=parse_address(sender) if sender else None, pop_before_smtp=pop
     )
-    return check_rcpt(d, client, parse_address(rcpt), lambda key: full).reply
+    return check_rcpt(d, client, parse_address(rcpt), lambda key: 0 if full else None).reply
 
 
 def test_local_mailbox_accepted() -> None:

@@ -138,7 +138,27 @@ class SmtpInbound(Model):
     blocked_recipients: list[EmailAddress] = Field(
         default_factory=list, description="Recipient addresses always refused with 550."
     )
-    idle_timeout_seconds: int = Field(300, ge=1, description="Close an idle session after this.")
+    idle_timeout_seconds: int = Field(
+        300, ge=1, description="Close a session idle this long (421 4.4.2 first)."
+    )
+    data_timeout_seconds: int = Field(
+        600, ge=1, description="Longest a client may take to send one message's data."
+    )
+    max_messages_per_connection: int = Field(
+        10000,
+        ge=1,
+        description="Transactions (MAIL commands) one connection may start; more get 421.",
+    )
+    max_junk_commands: int = Field(
+        100,
+        ge=1,
+        description="NOOP, RSET, VRFY, EXPN, HELP and ETRN one connection may send; more get 421.",
+    )
+    min_free_disk_mb: int = Field(
+        100,
+        ge=0,
+        description="Refuse mail (452 4.3.1) when the spool's disk would have less free space.",
+    )
     max_hops: int = Field(
         50, ge=1, description="Received/Delivered-To headers allowed before 554 (mail loop)."
     )
@@ -190,6 +210,27 @@ class AutoBan(Model):
     minutes: int = Field(60, ge=1, description="How long a ban lasts.")
 
 
+class LoginLimits(Model):
+    """Failed logins over SMTP AUTH, POP3 and IMAP, counted across connections (always on)."""
+
+    max_failures_per_ip: int = Field(
+        10, ge=1, description="Failures from one client (an IPv6 /64 counts as one) in the window."
+    )
+    window_minutes: int = Field(15, ge=1, description="How far back failures are counted.")
+    cooldown_minutes: int = Field(
+        15, ge=1, description="A client past the limit is refused this long, even a right password."
+    )
+    account_slowdown_after: int = Field(
+        5, ge=1, description="After this many failures on one account, each attempt on it waits."
+    )
+    account_max_delay_seconds: int = Field(
+        30, ge=1, description="The longest wait (it doubles per failure); accounts never lock."
+    )
+    failed_login_delay_seconds: float = Field(
+        1.0, ge=0, le=30, description="Every failed login takes this long, known user or not."
+    )
+
+
 class Security(Model):
     """Anti-abuse settings."""
 
@@ -212,8 +253,9 @@ class Security(Model):
     )
     auto_ban: AutoBan = Field(default_factory=AutoBan)
     ip_whitelist: list[IpPattern] = Field(
-        default_factory=list, description="Exempt from DNSBL, SPF and auto-ban."
+        default_factory=list, description="Exempt from DNSBL, SPF, auto-ban and login throttling."
     )
+    logins: LoginLimits = Field(default_factory=LoginLimits)
     dnsbl: list[Dnsbl] = Field(default_factory=list, description="DNS block lists.")
 
 

@@ -1,26 +1,34 @@
-"""aiosmtpd handler: the policy hooks of one SMTP listener.
+"""Policy of one SMTP listener: what MAIL, RCPT, DATA, VRFY, EXPN and ETRN answer.
 
-aiosmtpd polices each command line and calls `handle_VERB`; these hooks
-return the reply. The Directory snapshot is taken at MAIL FROM and kept for
-the whole transaction, so a reload never changes the rules mid-transaction.
-At DATA the message is checked (bare CR/LF, hop count), given its Received
-header and handed to the context, which makes it durable (fsync file and
-directory) before we answer 250.
+The session (session.py) parses and sequences; these methods decide, from the
+Directory snapshot taken at MAIL FROM (a reload never changes the rules
+mid-transaction) and the running server (the InboundContext). At DATA the
+message gets its Received header and is handed to the context, which makes
+it durable (file and directory fsynced) before we answer 250.
+
+Sizes are refused before the data is sent wherever they can be (RFC 1870):
+a declared SIZE over the limit (552 5.3.4) or over the free disk space
+(452 4.3.1) at MAIL, over a recipient's quota at RCPT (552 5.2.2 when it can
+never fit, 452 4.2.2 when the mailbox is too full now); and a one-recipient
+message that would overflow its mailbox gets 552 5.2.2 at the end of DATA
+instead of a 250 and a bounce to a sender who may be forged (backscatter).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, localtime
 from typing import TYPE_CHECKING, Protocol
 
-from aiosmtpd.smtp import Envelope as SmtpEnvelope
-from aiosmtpd.smtp import Session
-
+from mailplat.auth.logins import Logins
 from mailplat.auth.relay import Client
-from mailplat.config.directory import Directory
+from mailplat.config.directory import Directory, Kind
 from mailplat.connectors.smtp_in.dnschecks import check_client, check_sender_domain
 from mailplat.connectors.smtp_in.policy import check_rcpt, check_sender
+from mailplat.connectors.smtp_in.wire import helo_for_header
 from mailplat.core import replies
 from mailplat.core.address import Address, parse_address
 from mailplat.core.envelope import Envelope
@@ -30,7 +38,7 @@ from mailplat.dns.resolver import Resolver
 from mailplat.message import headers
 
 if TYPE_CHECKING:
-    from mailplat.connectors.smtp_in.listener import MailplatSMTP
+    from mailplat.connectors.smtp_in.session import SmtpSession, Transaction
 
 log = logging.getLogger("mailplat.smtp")
 
@@ -41,98 +49,113 @@ class InboundContext(Protocol):
     @property
     def directory(self) -> Directory: ...
 
+    @property
+    def logins(self) -> Logins: ...
+
     async def accept(self, env: Envelope, data: bytes) -> str:
         """Make the message durable (fsynced) and queue it for routing; return its id."""
         ...
 
     def pop_before_smtp(self, ip: str) -> bool: ...
 
-    def mailbox_full(self, key: str) -> bool: ...
+    def mailbox_room(self, key: str) -> int | None:
+        """Bytes the mailbox can still take (None: no quota)."""
+        ...
 
-    def record_failure(self, ip: str) -> None: ...
+    def disk_room(self, size: int) -> bool:
+        """True when the spool's disk can take `size` more bytes and keep its reserve."""
+        ...
 
     def resolver(self) -> Resolver:
         """The DNS resolver for the current config's dns_servers."""
         ...
 
+    async def etrn(self, domain: str) -> int:
+        """Retry now the queued mail for `domain`; how many messages that is."""
+        ...
 
-def _null(address: str) -> bool:
-    return address in ("", "<>")
+
+@dataclass(frozen=True, slots=True)
+class RcptAnswer:
+    """RCPT's outcome: a refusal (None = accepted), and the mailbox it reaches directly."""
+
+    reply: str | None
+    failure: bool = False
+    mailbox: str | None = None
+
+
+def received_header(
+    *,
+    helo: str,
+    client_ip: str,
+    host_name: str,
+    protocol: str,
+    trace_id: str,
+    rcpt: str | None,
+    when: float | None = None,
+) -> bytes:
+    """A Received: field (RFC 5321 §4.4), folded over three lines.
+
+    The HELO name is shown only when it is a domain or an address literal;
+    anything else becomes `unknown` with a sanitised comment, so nothing a
+    client says can break out of the header.
+    """
+    name, comment = helo_for_header(helo)
+    moment = datetime.fromtimestamp(when if when is not None else time.time(), UTC)
+    date = format_datetime(localtime(moment))
+    tcp_info = f"{comment} [{client_ip}]" if comment else f"[{client_ip}]"
+    for_part = f"\r\n\tfor <{_clean(rcpt)}>" if rcpt else ""
+    return (
+        f"Received: from {name} ({tcp_info})\r\n"
+        f"\tby {_clean(host_name)} (mailplat) with {protocol} id {trace_id}"
+        f"{for_part}; {date}\r\n"
+    ).encode("utf-8", "surrogateescape")
 
 
 class InboundHandler:
-    """Hooks for aiosmtpd; one instance per listener, state lives on the SMTP session."""
+    """The policy of one listener kind; state lives on the session."""
 
     def __init__(self, context: InboundContext, kind: str) -> None:
         self.context = context
         self.kind = kind  # smtp | submission | smtps
 
-    # aiosmtpd hook signatures: (server, session, envelope, ...) -> reply string or MISSING.
+    # -- MAIL ----------------------------------------------------------------------
 
-    async def handle_EHLO(
-        self,
-        server: MailplatSMTP,
-        session: Session,
-        envelope: SmtpEnvelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
-        if server.implicit_tls or not server.may_auth_now():
-            # Hide AUTH until TLS where AUTH needs TLS (aiosmtpd already does for STARTTLS).
-            responses = [
-                r for r in responses if not r.startswith("250-AUTH") or server.may_auth_now()
-            ]
-        return [responses[0], *extra, *responses[1:]]
-
-    async def handle_MAIL(
-        self,
-        server: MailplatSMTP,
-        session: Session,
-        envelope: SmtpEnvelope,
-        address: str,
-        mail_options: list[str],
+    async def mail(
+        self, session: SmtpSession, sender: Address | None, declared: int | None
     ) -> str | None:
-        server.snapshot = self.context.directory
-        sender: Address | None = None
-        if not _null(address):
-            try:
-                sender = parse_address(address)
-            except AddressError as exc:
-                log.info(
-                    "smtp mail-from-rejected peer=%s from=%r why=%s", server.peer_ip, address, exc
-                )
-                return await server.fail(replies.S501_BAD_ADDRESS)
-        reply = check_sender(server.snapshot, sender, server.login_key)
+        """None to accept the sender, else the refusal."""
+        directory = session.directory
+        smtp = directory.site.smtp
+        limit = smtp.max_message_size_kb * 1024 if smtp.enforce_max_message_size else 0
+        if declared is not None and limit and declared > limit:
+            log.info("smtp too-big peer=%s declared=%d", session.peer_ip, declared)
+            return replies.S552_TOO_BIG
+        if not self.context.disk_room(declared or 0):
+            log.warning("smtp disk-low peer=%s declared=%s", session.peer_ip, declared)
+            return replies.S452_NO_SPACE
+        reply = check_sender(directory, sender, session.login_key)
         if reply:
             log.info(
                 "smtp mail-from-rejected peer=%s from=%s login=%s",
-                server.peer_ip,
-                address,
-                server.login_key,
+                session.peer_ip,
+                sender,
+                session.login_key,
             )
-            return await server.fail(reply)
-        reply = await self._dns_checks(server, sender)
-        if reply:
-            return await server.fail(reply)
-        envelope.mail_from = "" if sender is None else str(sender)
-        envelope.mail_options.extend(mail_options)
-        server.sender = sender
-        server.null_sender = sender is None
-        return replies.S250_SENDER_OK
+            return reply
+        return await self._dns_checks(session, sender)
 
-    async def _dns_checks(self, server: MailplatSMTP, sender: Address | None) -> str | None:
+    async def _dns_checks(self, session: SmtpSession, sender: Address | None) -> str | None:
         """PTR/DNSBL for unauthenticated clients (once per session), then the sender domain."""
-        directory = server.snapshot or self.context.directory
+        directory = session.directory
         security = directory.site.security
         wants_client = security.require_ptr or any(b.enabled for b in security.dnsbl)
-        if wants_client and not server.login_key:
-            if server.client_verdict is None:
-                verdict = await check_client(security, self.context.resolver(), server.peer_ip)
-                server.client_verdict = verdict or ""
-            if server.client_verdict:
-                return server.client_verdict
+        if wants_client and not session.login_key:
+            if session.client_verdict is None:
+                verdict = await check_client(security, self.context.resolver(), session.peer_ip)
+                session.client_verdict = verdict or ""
+            if session.client_verdict:
+                return session.client_verdict
         if (
             sender is not None
             and security.reject_invalid_sender_domain
@@ -142,100 +165,77 @@ class InboundHandler:
             return await check_sender_domain(self.context.resolver(), sender.domain)
         return None
 
-    async def handle_RCPT(
-        self,
-        server: MailplatSMTP,
-        session: Session,
-        envelope: SmtpEnvelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str | None:
-        directory = server.snapshot or self.context.directory
-        if len(envelope.rcpt_tos) >= directory.site.smtp.max_recipients:
-            return replies.S452_TOO_MANY_RCPTS
-        try:
-            rcpt = parse_address(address)
-        except AddressError as exc:
-            log.info("smtp rcpt-rejected peer=%s to=%r why=%s", server.peer_ip, address, exc)
-            return await server.fail(replies.S553_BAD_MAILBOX)
+    # -- RCPT ----------------------------------------------------------------------
+
+    async def rcpt(self, session: SmtpSession, tx: Transaction, rcpt: Address) -> RcptAnswer:
+        directory = session.directory
         client = Client(
-            ip=server.peer_ip,
-            login=server.login_key,
-            sender=server.sender,
-            pop_before_smtp=self.context.pop_before_smtp(server.peer_ip),
+            ip=session.peer_ip,
+            login=session.login_key,
+            sender=tx.sender,
+            pop_before_smtp=self.context.pop_before_smtp(session.peer_ip),
         )
-        verdict = check_rcpt(directory, client, rcpt, self.context.mailbox_full)
+        verdict = check_rcpt(
+            directory, client, rcpt, self.context.mailbox_room, tx.declared_size or 0
+        )
         if verdict.reply is not None:
             log.info(
                 "smtp rcpt-rejected peer=%s from=%s to=%s reply=%r why=%s",
-                server.peer_ip,
-                envelope.mail_from or "<>",
+                session.peer_ip,
+                tx.sender or "<>",
                 rcpt,
                 verdict.reply[:3],
                 verdict.reason,
             )
-            if verdict.failure:
-                return await server.fail(verdict.reply)
-            return verdict.reply
-        envelope.rcpt_tos.append(str(rcpt))
-        return replies.S250_RCPT_OK
+            return RcptAnswer(verdict.reply, verdict.failure)
+        return RcptAnswer(None, mailbox=verdict.mailbox)
 
-    async def handle_VRFY(
-        self, server: MailplatSMTP, session: Session, envelope: SmtpEnvelope, address: str
-    ) -> str:
-        directory = self.context.directory
-        if "VRFY" not in directory.site.smtp.allowed_commands:
-            return replies.S252_CANNOT_VRFY
-        try:
-            parsed = parse_address(address)
-        except AddressError:
-            return replies.S501_BAD_ADDRESS
-        entry = directory.addresses.get(parsed.key)
-        if entry is None:
-            return replies.S550_NO_SUCH_USER
-        return f"250 2.1.5 <{parsed.key}>"
+    # -- DATA ----------------------------------------------------------------------
 
-    async def handle_DATA(
-        self, server: MailplatSMTP, session: Session, envelope: SmtpEnvelope
-    ) -> str:
-        directory = server.snapshot or self.context.directory
-        raw: bytes = envelope.original_content or b""
-        # RFC 5321 §2.3.8 / SMTP smuggling: a bare CR or LF could hide a second
-        # message from a downstream server; refuse the message whole.
-        if headers.has_bare_line_ending(raw):
-            log.warning("smtp bare-line-ending peer=%s from=%s", server.peer_ip, envelope.mail_from)
-            return replies.S550_BARE_LINE_ENDING
+    async def data(self, session: SmtpSession, tx: Transaction, raw: bytes) -> str:
+        directory = session.directory
         if headers.hop_count(raw) > directory.site.smtp.max_hops:
             log.warning(
                 "smtp loop peer=%s from=%s hops>%d",
-                server.peer_ip,
-                envelope.mail_from,
+                session.peer_ip,
+                tx.sender or "<>",
                 directory.site.smtp.max_hops,
             )
             return replies.S554_LOOP
+        if len(tx.rcpts) == 1 and tx.mailboxes[0] is not None:
+            room = self.context.mailbox_room(tx.mailboxes[0])
+            if room is not None and room < len(raw):
+                log.info(
+                    "smtp over-quota peer=%s mailbox=%s size=%d room=%d",
+                    session.peer_ip,
+                    tx.mailboxes[0],
+                    len(raw),
+                    room,
+                )
+                return replies.S552_MAILBOX_FULL
         trace_id = new_id()
         server_name = directory.site.server.host_name
-        shown_ip = "127.0.0.1" if directory.site.security.hide_client_ip else server.peer_ip
-        rcpts = tuple(envelope.rcpt_tos)
-        prefix = headers.received(
-            helo=session.host_name or "",
+        shown_ip = "127.0.0.1" if directory.site.security.hide_client_ip else session.peer_ip
+        rcpts = tuple(tx.rcpts)
+        prefix = received_header(
+            helo=session.helo or "",
             client_ip=shown_ip,
             host_name=server_name,
-            protocol=server.protocol_name(),
+            protocol=session.protocol_name(),
             trace_id=trace_id,
             rcpt=rcpts[0] if len(rcpts) == 1 else None,
         )
-        if server.login_key and directory.site.delivery.add_missing_headers:
+        if session.login_key and directory.site.delivery.add_missing_headers:
             prefix += headers.missing_headers(raw, server_name)
         env = Envelope(
-            mail_from=envelope.mail_from or "",
+            mail_from="" if tx.sender is None else str(tx.sender),
             rcpts=rcpts,
             trace_id=trace_id,
             received_at=time.time(),
-            client_ip=server.peer_ip,
-            helo=session.host_name or "",
-            auth_login=server.login_key or "",
-            # The config this transaction was decided with: the MTA routes it by
+            client_ip=session.peer_ip,
+            helo=session.helo or "",
+            auth_login=session.login_key or "",
+            # The config this transaction was decided with: the MAIL routes it by
             # the same one even when a reload lands before routing.
             meta=(("config", directory.digest),),
         )
@@ -245,17 +245,84 @@ class InboundHandler:
             log.error("smtp spool-full id=%s why=%s", trace_id, exc)
             return replies.S452_NO_SPACE
         log.info(
-            "smtp accepted id=%s trace=%s peer=%s from=%s rcpts=%d size=%d",
+            "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d",
             queue_id,
-            trace_id,
-            server.peer_ip,
+            session.peer_ip,
             env.mail_from or "<>",
             len(rcpts),
             len(raw),
         )
         return f"250 2.0.0 OK queued as {queue_id}"
 
-    async def handle_exception(self, error: Exception) -> str:
-        # Never show a traceback or an internal message to the client.
-        log.exception("smtp internal-error: %s", error)
-        return replies.S451_LOCAL_ERROR
+    # -- VRFY, EXPN, ETRN ----------------------------------------------------------
+
+    async def vrfy(self, session: SmtpSession, text: str) -> str:
+        directory = self.context.directory
+        if "VRFY" not in directory.site.smtp.allowed_commands:
+            return replies.S252_CANNOT_VRFY
+        try:
+            parsed = parse_address(text)
+        except AddressError:
+            return replies.S501_BAD_ADDRESS
+        if parsed.key not in directory.addresses:
+            return replies.S550_NO_SUCH_USER
+        return f"250 2.1.5 <{parsed.key}>"
+
+    async def expn(self, session: SmtpSession, text: str) -> list[str]:
+        """RFC 5321 §3.5.2: a group's members, one per line; nothing when not allowed."""
+        directory = self.context.directory
+        if "EXPN" not in directory.site.smtp.allowed_commands:
+            return [replies.S502_NOT_IMPLEMENTED]
+        try:
+            parsed = parse_address(text if "@" in text else f"{text}@{_first_domain(directory)}")
+        except AddressError:
+            return [replies.S501_BAD_ADDRESS]
+        found = directory.addresses.get(parsed.key)
+        if found is None:
+            return [replies.S550_NO_SUCH_USER]
+        kind, target = found
+        if kind is Kind.GROUP:
+            members = directory.groups[target].members
+            if not members:
+                return [replies.S550_NOT_A_GROUP]
+            lines = [f"250-2.1.5 <{m}>" for m in members[:-1]]
+            return [*lines, f"250 2.1.5 <{members[-1]}>"]
+        if kind is Kind.MAILBOX:
+            return [f"250 2.1.5 <{parsed.key}>"]
+        # A mailing list's members are private (subscribers never agreed to be shown).
+        return [replies.S252_CANNOT_EXPN]
+
+    async def etrn(self, session: SmtpSession, text: str) -> str:
+        """RFC 1985: start delivery of the mail queued for a domain now."""
+        node = text.strip()
+        domain = node[1:] if node.startswith("@") else node
+        if node.startswith("#") or not domain:
+            return replies.S458_ETRN_UNABLE.format(node=_safe(node))
+        try:
+            parsed = parse_address(f"postmaster@{domain}")
+        except AddressError:
+            return replies.S501_SYNTAX
+        if session.directory.is_local_domain(parsed.domain):
+            return replies.S459_ETRN_NOT_ALLOWED.format(node=parsed.domain)
+        count = await self.context.etrn(parsed.domain)
+        log.info("smtp etrn peer=%s domain=%s messages=%d", session.peer_ip, parsed.domain, count)
+        if count == 0:
+            return replies.S251_ETRN_NOTHING.format(node=parsed.domain)
+        return replies.S253_ETRN_STARTED.format(count=count, node=parsed.domain)
+
+
+def _clean(value: str) -> str:
+    """A header value with no CR, LF or other control characters."""
+    return "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in value)
+
+
+def _first_domain(directory: Directory) -> str:
+    default = directory.site.server.default_postoffice
+    for entry in directory.domains.values():
+        if entry.postoffice == default:
+            return entry.name
+    return directory.site.server.local_domain
+
+
+def _safe(text: str) -> str:
+    return "".join(c if 0x20 < ord(c) < 0x7F else "?" for c in text[:64])

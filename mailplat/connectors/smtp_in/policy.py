@@ -24,6 +24,7 @@ class RcptVerdict:
     reply: str | None
     reason: str
     failure: bool = False  # counts toward security.max_failures
+    mailbox: str | None = None  # the mailbox an accepted recipient reaches directly
 
 
 def check_sender(directory: Directory, sender: Address | None, login_key: str | None) -> str | None:
@@ -42,9 +43,14 @@ def check_rcpt(
     directory: Directory,
     client: Client,
     rcpt: Address,
-    mailbox_full: Callable[[str], bool],
+    room: Callable[[str], int | None],
+    declared_size: int = 0,
 ) -> RcptVerdict:
-    """The RCPT TO verdict for one parsed recipient."""
+    """The RCPT TO verdict for one parsed recipient.
+
+    `room(mailbox key)` is the space a mailbox has left (None: no quota);
+    `declared_size` the client's SIZE= (0 when it gave none).
+    """
     smtp = directory.site.smtp
     if rcpt.key in {a.lower() for a in smtp.blocked_recipients}:
         return RcptVerdict(replies.S550_BLOCKED_ADDRESS, "blocked recipient", True)
@@ -72,6 +78,25 @@ def check_rcpt(
         return RcptVerdict(reply, step.reason, True)
     if step.kind is Kind.UNKNOWN:
         return RcptVerdict(replies.S550_NO_SUCH_USER, step.reason, True)
-    if step.kind is Kind.MAILBOX and mailbox_full(step.target):
-        return RcptVerdict(replies.S452_MAILBOX_FULL, f"mailbox {step.target} is full")
+    if step.kind is Kind.MAILBOX:
+        return _quota(directory, step.target, room, declared_size, step.reason)
     return RcptVerdict(None, step.reason)
+
+
+def _quota(
+    directory: Directory,
+    mailbox: str,
+    room: Callable[[str], int | None],
+    declared_size: int,
+    reason: str,
+) -> RcptVerdict:
+    """RFC 1870 §6: refuse at RCPT what cannot fit, before the data is sent."""
+    entry = directory.mailboxes.get(mailbox)
+    if entry is not None and entry.quota_bytes is not None and declared_size > entry.quota_bytes:
+        return RcptVerdict(
+            replies.S552_MAILBOX_FULL, f"SIZE {declared_size} is over the quota of {mailbox}"
+        )
+    left = room(mailbox)
+    if left is not None and left < max(declared_size, 1):
+        return RcptVerdict(replies.S452_MAILBOX_FULL, f"mailbox {mailbox} is full")
+    return RcptVerdict(None, reason, mailbox=mailbox)

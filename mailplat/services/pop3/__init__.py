@@ -7,6 +7,7 @@ listener.py is the asyncio glue. mailplat wires a real Pop3Backend in runtime.
 from mailplat.services.pop3.listener import Pop3Server
 from mailplat.services.pop3.session import (
     LoginDisabled,
+    LoginThrottled,
     MailboxHandle,
     MailboxLocks,
     Pop3Backend,
@@ -15,6 +16,7 @@ from mailplat.services.pop3.session import (
 
 __all__ = [
     "LoginDisabled",
+    "LoginThrottled",
     "MailboxHandle",
     "MailboxLocks",
     "Pop3Backend",

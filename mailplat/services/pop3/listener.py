@@ -11,8 +11,11 @@ Guarantees:
   and the session restarts from AUTHORIZATION.
 - No traceback reaches a client: an unexpected error becomes
   `-ERR [SYS/TEMP]`, a log line on "mailplat.pop3", and a clean close.
-- The idle timer closes a silent connection without a reply and without
+- The idle timer closes a silent connection after saying so (-ERR), without
   deleting anything (RFC 1939 §3).
+- TLS (pop3s from the first byte, or after STLS) is started by us on the
+  accepted socket, so a failed handshake is one INFO line with the peer and
+  the reason, never a traceback or silence.
 - `stop()` follows the four steps: stop accepting, close idle sessions,
   give busy ones `stop_grace` seconds to finish (a QUIT mid-UPDATE
   completes), cancel the rest. A mailbox lock is always released.
@@ -48,6 +51,21 @@ CLOSE_TIMEOUT = 2.0
 class _Endpoint:
     implicit_tls: bool
     starttls_context: ssl.SSLContext | None
+    implicit_context: ssl.SSLContext | None = None
+
+
+class _TlsFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _tls_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc.__class__.__name__)
+    if isinstance(exc, TimeoutError):
+        return "handshake timeout"
+    return exc.__class__.__name__
 
 
 @dataclass(eq=False, slots=True)
@@ -124,6 +142,7 @@ class Pop3Server:
         endpoint = _Endpoint(
             implicit_tls=ssl_context is not None,
             starttls_context=None if ssl_context is not None else starttls_context,
+            implicit_context=ssl_context,
         )
         if (
             self.context.options.require_tls_for_auth
@@ -133,15 +152,13 @@ class Pop3Server:
             log.warning("pop3 listener %s:%d requires TLS for login but offers no STLS", host, port)
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._serve(reader, writer, endpoint)
+            # A stop cancels idle sessions; ending quietly keeps asyncio's stream
+            # callback (which inspects the task) from logging the cancellation.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serve(reader, writer, endpoint)
 
-        server = await asyncio.start_server(
-            on_connect,
-            host,
-            port,
-            ssl=ssl_context,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None,
-        )
+        # Implicit TLS is started in _serve, not here, so handshake failures are ours to log.
+        server = await asyncio.start_server(on_connect, host, port)
         self._servers.append(server)
         bound = int(server.sockets[0].getsockname()[1])
         self.ports.append(bound)
@@ -196,7 +213,11 @@ class Pop3Server:
         )
         streams = _Streams(reader, writer)
         try:
+            if endpoint.implicit_context is not None:
+                await self._upgrade(streams, endpoint.implicit_context)
             await self._converse(conn, streams, session, endpoint)
+        except _TlsFailed as exc:
+            log.info("pop3 tls-failed peer=%s reason=%s", client_ip, exc.reason)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             log.info("pop3 connection-lost peer=%s why=%s", client_ip, exc)
         except Exception:
@@ -235,8 +256,11 @@ class Pop3Server:
                         async with asyncio.timeout(options.idle_timeout):
                             data = await streams.reader.read(READ_CHUNK)
                     except TimeoutError:
-                        # RFC 1939 §3: close without a reply and without UPDATE.
+                        # RFC 1939 §3: the autologout timer; nothing is deleted (no UPDATE).
                         log.info("pop3 idle-timeout peer=%s", session.client_ip)
+                        streams.writer.write(reply(r.POP_IDLE_TIMEOUT))
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(streams.writer.drain(), CLOSE_TIMEOUT)
                         return
                     finally:
                         conn.idle = False
@@ -278,15 +302,18 @@ class Pop3Server:
         await old.drain()
         reader = asyncio.StreamReader()
         protocol = asyncio.StreamReaderProtocol(reader)
-        transport = await loop.start_tls(
-            old.transport,
-            protocol,
-            context,
-            server_side=True,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-        )
+        try:
+            transport = await loop.start_tls(
+                old.transport,
+                protocol,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
+        except (OSError, TimeoutError, EOFError) as exc:
+            raise _TlsFailed(_tls_reason(exc)) from None
         if transport is None:
-            raise ConnectionError("TLS handshake did not complete")
+            raise _TlsFailed("connection closed during the handshake")
         # loop.start_tls does not call connection_made on the new protocol.
         protocol.connection_made(transport)
         streams.extra.append(old)

@@ -55,6 +55,10 @@ class LoginDisabled(MailplatError):
     """Raised by a backend for a correct login whose logon is disabled."""
 
 
+class LoginThrottled(MailplatError):
+    """Raised by a backend when the client is in its failed-login cooldown."""
+
+
 @dataclass(frozen=True, slots=True)
 class MailboxHandle:
     """What a good login opens: a unique key (for locking) and the mailbox's Maildir."""
@@ -278,7 +282,9 @@ class Pop3Session:
         """RFC 2595 §4: begin TLS; the listener drops every byte received before it."""
         if arg:
             raise _Syntax
-        if self.tls or not self.starttls_available:
+        if self.tls:
+            return self._bad_command(r.POP_TLS_ACTIVE)
+        if not self.starttls_available:
             return _err(r.POP_TLS_UNAVAILABLE)
         return Response(reply(r.POP_STLS_GO), Action.STARTTLS)
 
@@ -346,7 +352,9 @@ class Pop3Session:
             return await self._failed_login(authcid or "<empty>")
         return await self._login(authcid, passwd)
 
-    async def _failed_login(self, login: str) -> Response:
+    async def _failed_login(
+        self, login: str, started: float | None = None, text: str = r.POP_AUTH_FAILED
+    ) -> Response:
         self._auth_failures += 1
         log.info(
             "pop3 login-failed user=%r peer=%s attempt=%d",
@@ -354,21 +362,30 @@ class Pop3Session:
             self.client_ip,
             self._auth_failures,
         )
-        # Slows guessing; each connection waits alone, so other clients are unaffected.
-        await asyncio.sleep(self.ctx.options.failed_login_delay)
+        # Every failure takes the same total time from its start, whether the
+        # account exists or not; each connection waits alone, others are unaffected.
+        loop = asyncio.get_running_loop()
+        begun = loop.time() if started is None else started
+        left = begun + self.ctx.options.failed_login_delay - loop.time()
+        if left > 0:
+            await asyncio.sleep(left)
         if self._auth_failures >= self.ctx.options.max_auth_failures:
             return _err(r.POP_TOO_MANY_AUTH, Action.CLOSE)
-        return _err(r.POP_AUTH_FAILED)
+        return _err(text)
 
     async def _login(self, login: str, password: str) -> Response:
+        started = asyncio.get_running_loop().time()
         try:
             handle = await self.ctx.backend.authenticate(login, password, self.client_ip)
+        except LoginThrottled:
+            log.info("pop3 login-throttled user=%r peer=%s", login[:100], self.client_ip)
+            return await self._failed_login(login, started, r.POP_LOGIN_THROTTLED)
         except LoginDisabled:
             log.info("pop3 login-disabled user=%r peer=%s", login[:100], self.client_ip)
             await asyncio.sleep(self.ctx.options.failed_login_delay)
             return _err(r.POP_LOGIN_DISABLED)
         if handle is None:
-            return await self._failed_login(login)
+            return await self._failed_login(login, started)
         # Credentials first, lock second: a wrong password learns nothing about sessions.
         if not self.ctx.locks.acquire(handle.key):
             log.info("pop3 in-use user=%r peer=%s", login[:100], self.client_ip)
