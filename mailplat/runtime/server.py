@@ -123,6 +123,7 @@ class Server:
         self._resolver_servers: tuple[str, ...] = ()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
+        self._stopped = False
 
     # -- the context connectors see ---------------------------------------------
 
@@ -382,7 +383,10 @@ class Server:
             await self.stop()
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, let sessions finish, cancel what remains."""
+        """Stop accepting, let sessions finish, cancel what remains (once; again is a no-op)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.control is not None:
             self.control.close()
             self.control = None

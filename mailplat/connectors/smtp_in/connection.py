@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from mailplat.connectors.smtp_in.wire import END_OF_DATA, longest_line, unstuff
+from mailplat.core.tls_listener import tls_failure_reason
 
 log = logging.getLogger("mailplat.smtp")
 
@@ -75,15 +76,6 @@ class Data:
     longest_line: int
 
 
-def tls_reason(exc: BaseException) -> str:
-    """A short, log-safe reason for a failed handshake."""
-    if isinstance(exc, ssl.SSLError):
-        return str(exc.reason or exc.__class__.__name__)
-    if isinstance(exc, TimeoutError):
-        return "handshake timeout"
-    return exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
-
-
 class SmtpConnection(asyncio.Protocol):
     """The transport side of one SMTP session; `run` is the session's coroutine."""
 
@@ -116,6 +108,8 @@ class SmtpConnection(asyncio.Protocol):
         self.peer_ip, self.peer_port = str(peer[0]), int(peer[1]) if len(peer) > 1 else 0
         sock = transport.get_extra_info("sockname") or ("", 0)
         self.local = (str(sock[0]), int(sock[1]) if len(sock) > 1 else 0)
+        # Implicit TLS (core/tls_listener.py) hands us a transport after its handshake.
+        self.tls = transport.get_extra_info("ssl_object") is not None
         coro = self._run(self)
         assert asyncio.iscoroutine(coro)
         self.task = self._loop.create_task(coro)
@@ -313,7 +307,7 @@ class SmtpConnection(asyncio.Protocol):
             )
         except (OSError, TimeoutError, ConnectionError, EOFError) as exc:
             self._lost = True
-            raise TlsFailed(tls_reason(exc)) from None
+            raise TlsFailed(tls_failure_reason(exc)) from None
         if transport is None:
             self._lost = True
             raise TlsFailed("connection closed during the handshake")

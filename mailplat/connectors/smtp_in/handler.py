@@ -274,11 +274,12 @@ class InboundHandler:
         if "EXPN" not in directory.site.smtp.allowed_commands:
             return [replies.S502_NOT_IMPLEMENTED]
         try:
-            parsed = parse_address(text if "@" in text else f"{text}@{_first_domain(directory)}")
+            candidates = [parse_address(t) for t in _expn_candidates(directory, text)]
         except AddressError:
             return [replies.S501_BAD_ADDRESS]
-        found = directory.addresses.get(parsed.key)
-        if found is None:
+        parsed = next((c for c in candidates if c.key in directory.addresses), None)
+        found = directory.addresses.get(parsed.key) if parsed else None
+        if found is None or parsed is None:
             return [replies.S550_NO_SUCH_USER]
         kind, target = found
         if kind is Kind.GROUP:
@@ -316,12 +317,13 @@ def _clean(value: str) -> str:
     return "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in value)
 
 
-def _first_domain(directory: Directory) -> str:
+def _expn_candidates(directory: Directory, text: str) -> list[str]:
+    """An address as given, or a bare name on each domain of the default postoffice."""
+    if "@" in text:
+        return [text]
     default = directory.site.server.default_postoffice
-    for entry in directory.domains.values():
-        if entry.postoffice == default:
-            return entry.name
-    return directory.site.server.local_domain
+    names = [f"{text}@{d.name}" for d in directory.domains.values() if d.postoffice == default]
+    return names or [f"{text}@{directory.site.server.local_domain}"]
 
 
 def _safe(text: str) -> str:

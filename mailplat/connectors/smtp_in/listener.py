@@ -28,12 +28,11 @@ from mailplat.connectors.smtp_in.handler import InboundContext, InboundHandler
 from mailplat.connectors.smtp_in.session import ListenerOptions, SmtpSession
 from mailplat.core import replies
 from mailplat.core.netmatch import ip_matches
+from mailplat.core.tls_listener import TlsFirstServer
 
 log = logging.getLogger("mailplat.smtp")
 
-# A refused client on an implicit-TLS port gets its 421 over TLS, but only if
-# it completes a handshake quickly: refusing must stay cheap under a flood.
-REFUSAL_HANDSHAKE_TIMEOUT = 5.0
+TLS_HANDSHAKE_TIMEOUT = 15.0
 
 
 @dataclass
@@ -122,6 +121,7 @@ class SmtpListener:
             auth_requires_tls=auth_requires_tls and not implicit,
         )
         self.server: asyncio.Server | None = None
+        self.tls_server: TlsFirstServer | None = None
 
     @property
     def implicit_tls(self) -> bool:
@@ -133,27 +133,17 @@ class SmtpListener:
         directory = self.context.directory
         refusal = self.gate.admit(ip, directory)
         try:
-            if self.implicit_tls:
-                assert self.tls is not None
-                if refusal is not None:
-                    # Not counted, so a flood of refusals needs no handshake budget of its own.
-                    await asyncio.wait_for(conn.start_tls(self.tls), REFUSAL_HANDSHAKE_TIMEOUT)
-                else:
-                    self.gate.opened(ip, conn)
-                    await conn.start_tls(self.tls)
             if refusal is not None:
+                # On an implicit-TLS port this goes out over TLS: the handshake is done.
                 log.info("smtp refused peer=%s reply=%r", ip, refusal[:3])
                 conn.reply(refusal)
                 await conn.close()
                 return
-            if not self.implicit_tls:
-                self.gate.opened(ip, conn)
+            self.gate.opened(ip, conn)
             session = SmtpSession(conn, self.handler, self.options, directory, on_ban=self.gate.ban)
             await session.run()
         except TlsFailed as exc:
             log.info("smtp tls-failed peer=%s reason=%s", ip, exc.reason)
-        except TimeoutError:
-            log.info("smtp tls-failed peer=%s reason=handshake timeout", ip)
         except Exception as exc:  # a bug of ours; the client only sees the connection end
             log.exception("smtp internal-error peer=%s: %s", ip, exc)
         finally:
@@ -161,15 +151,23 @@ class SmtpListener:
             conn.abort_if_open()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: SmtpConnection(self._serve),
-            self.host,
-            self.port,
-            reuse_address=True,
-        )
-        sock = self.server.sockets[0]
-        self.port = sock.getsockname()[1]
+        if self.implicit_tls:
+            assert self.tls is not None
+            self.tls_server = TlsFirstServer(
+                self.host,
+                self.port,
+                self.tls,
+                lambda: SmtpConnection(self._serve),
+                _log_tls_failure,
+                handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
+            self.port = await self.tls_server.start()
+        else:
+            loop = asyncio.get_running_loop()
+            self.server = await loop.create_server(
+                lambda: SmtpConnection(self._serve), self.host, self.port, reuse_address=True
+            )
+            self.port = self.server.sockets[0].getsockname()[1]
         log.info("listening protocol=%s address=%s:%d", self.kind, self.host, self.port)
 
     async def stop(self) -> None:
@@ -178,3 +176,10 @@ class SmtpListener:
             # Not wait_closed(): from Python 3.12 it waits for every session to end.
             self.server.close()
             self.server = None
+        if self.tls_server is not None:
+            self.tls_server.close()
+            self.tls_server = None
+
+
+def _log_tls_failure(peer: str, reason: str) -> None:
+    log.info("smtp tls-failed peer=%s reason=%s", peer, reason)

@@ -611,6 +611,8 @@ class SmtpSession:
         reply = self._check_data(data.message, data.longest_line)
         if reply is None:
             reply = await self.handler.data(self, tx, data.message)
+        if reply.startswith("250"):
+            self.junk = 0  # as Postfix: junk commands are counted between messages
         self.reply(reply)
 
     def _check_data(self, message: bytes, longest: int) -> str | None:

@@ -30,6 +30,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from mailplat.core import replies as r
+from mailplat.core.tls_listener import TlsFirstServer, tls_failure_reason
 from mailplat.services.pop3.protocol import LineReader, reply
 from mailplat.services.pop3.session import (
     Action,
@@ -51,7 +52,6 @@ CLOSE_TIMEOUT = 2.0
 class _Endpoint:
     implicit_tls: bool
     starttls_context: ssl.SSLContext | None
-    implicit_context: ssl.SSLContext | None = None
 
 
 class _TlsFailed(Exception):
@@ -60,12 +60,8 @@ class _TlsFailed(Exception):
         self.reason = reason
 
 
-def _tls_reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return str(exc.reason or exc.__class__.__name__)
-    if isinstance(exc, TimeoutError):
-        return "handshake timeout"
-    return exc.__class__.__name__
+def _log_tls_failure(peer: str, reason: str) -> None:
+    log.info("pop3 tls-failed peer=%s reason=%s", peer, reason)
 
 
 @dataclass(eq=False, slots=True)
@@ -109,6 +105,7 @@ class Pop3Server:
         self.stop_grace = stop_grace
         self.ports: list[int] = []
         self._servers: list[asyncio.Server] = []
+        self._tls_servers: dict[int, TlsFirstServer] = {}
         self._connections: set[_Connection] = set()
         self._stopping = False
         self._no_connections = asyncio.Event()
@@ -142,7 +139,6 @@ class Pop3Server:
         endpoint = _Endpoint(
             implicit_tls=ssl_context is not None,
             starttls_context=None if ssl_context is not None else starttls_context,
-            implicit_context=ssl_context,
         )
         if (
             self.context.options.require_tls_for_auth
@@ -157,16 +153,35 @@ class Pop3Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._serve(reader, writer, endpoint)
 
-        # Implicit TLS is started in _serve, not here, so handshake failures are ours to log.
-        server = await asyncio.start_server(on_connect, host, port)
-        self._servers.append(server)
-        bound = int(server.sockets[0].getsockname()[1])
+        if ssl_context is not None:
+            # The handshake completes before the session starts; a failed one is
+            # one log line (core/tls_listener.py says why not start_server(ssl=)).
+            tls_server = TlsFirstServer(
+                host,
+                port,
+                ssl_context,
+                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(), on_connect),
+                _log_tls_failure,
+                handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
+            bound = await tls_server.start()
+            self._tls_servers[bound] = tls_server
+        else:
+            server = await asyncio.start_server(on_connect, host, port)
+            self._servers.append(server)
+            bound = int(server.sockets[0].getsockname()[1])
         self.ports.append(bound)
         log.info("pop3 listening address=%s:%d tls=%s", host, bound, endpoint.implicit_tls)
         return bound
 
     async def stop_listening(self, port: int) -> None:
         """Stop accepting on one bound port; sessions that came in through it carry on."""
+        tls_server = self._tls_servers.pop(port, None)
+        if tls_server is not None:
+            tls_server.close()
+            if port in self.ports:
+                self.ports.remove(port)
+            log.info("pop3 stopped listening port=%d", port)
         for server in list(self._servers):
             if any(sock.getsockname()[1] == port for sock in server.sockets):
                 server.close()
@@ -180,6 +195,9 @@ class Pop3Server:
         self._stopping = True
         for server in self._servers:
             server.close()
+        for tls_server in self._tls_servers.values():
+            tls_server.close()
+        self._tls_servers.clear()
         for conn in list(self._connections):
             if conn.idle:
                 conn.task.cancel()
@@ -213,8 +231,6 @@ class Pop3Server:
         )
         streams = _Streams(reader, writer)
         try:
-            if endpoint.implicit_context is not None:
-                await self._upgrade(streams, endpoint.implicit_context)
             await self._converse(conn, streams, session, endpoint)
         except _TlsFailed as exc:
             log.info("pop3 tls-failed peer=%s reason=%s", client_ip, exc.reason)
@@ -311,7 +327,7 @@ class Pop3Server:
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
             )
         except (OSError, TimeoutError, EOFError) as exc:
-            raise _TlsFailed(_tls_reason(exc)) from None
+            raise _TlsFailed(tls_failure_reason(exc)) from None
         if transport is None:
             raise _TlsFailed("connection closed during the handshake")
         # loop.start_tls does not call connection_made on the new protocol.
