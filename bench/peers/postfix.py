@@ -124,6 +124,10 @@ class PostfixPeer:
     domain: str = "bench.test"
     smtpd_limit: int = 100
     root: Path = BENCH_ROOT / "postfix"
+    # Extra main.cf lines and a transport map (domain -> transport), for tests that
+    # need Postfix to relay somewhere or bounce (`error:` transport).
+    extra_main_cf: str = ""
+    transport: dict[str, str] = field(default_factory=dict)
 
     @property
     def etc(self) -> Path:
@@ -170,6 +174,15 @@ class PostfixPeer:
                 process_limit=max(100, self.smtpd_limit),
             )
         )
+        if self.transport:
+            (self.etc / "transport").write_text(
+                "".join(f"{dom} {how}\n" for dom, how in self.transport.items())
+            )
+            with (self.etc / "main.cf").open("a") as fh:
+                fh.write(f"transport_maps = texthash:{self.etc}/transport\n")
+        if self.extra_main_cf:
+            with (self.etc / "main.cf").open("a") as fh:
+                fh.write(self.extra_main_cf.rstrip("\n") + "\n")
         (self.etc / "master.cf").write_text(
             MASTER_CF.format(port=self.port, smtpd_limit=self.smtpd_limit)
         )

@@ -77,6 +77,36 @@ async def test_swaks_sends_plain_and_with_starttls_auth(server: Server, data_roo
     assert b"Subject: via swaks" in texts and b"with ESMTPSA" in texts
 
 
+async def test_swaks_null_sender_bounce_is_accepted(server: Server, data_root: Path) -> None:
+    """RFC 5321 §4.5.5: `MAIL FROM:<>` (every DSN on the Internet) is a sender like any other."""
+    swaks = _tool("swaks")
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{server.port('smtp')}",
+            "--from",
+            "<>",
+            "--to",
+            "alice@example.test",
+            "--header",
+            "Subject: Undelivered Mail Returned to Sender",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MAIL FROM:<>" in result.stdout and "250 2.0.0 OK queued as" in result.stdout
+    await wait_for(lambda: len(maildir_files(data_root, "example", "alice")) == 1)
+    assert (
+        maildir_files(data_root, "example", "alice")[0]
+        .read_bytes()
+        .startswith(b"Return-Path: <>\n")
+    )
+
+
 async def test_swaks_relay_attempt_is_refused(server: Server) -> None:
     swaks = _tool("swaks")
     result = await asyncio.to_thread(

@@ -9,9 +9,11 @@ and its own refusal (unknown user) must come back in our DSN verbatim.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
+import smtplib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from bench.peers import PeerUnavailable
 from bench.peers.postfix import PostfixPeer
 from bench.util import REGISTRY
 from tests.outbound.conftest import Harness, dsn_parts, message
-from tests.support import wait_for
+from tests.support import maildir_files, running, wait_for, write_site
 from tests.support_smtp import free_port
 
 pytestmark = [pytest.mark.tools, pytest.mark.slow]
@@ -84,3 +86,63 @@ async def test_postfix_refusal_comes_back_in_the_dsn(
     assert rcpt["diagnostic-code"].startswith("smtp; 550 5.1.1 <nobody@peer.test>")
     assert "User unknown" in rcpt["diagnostic-code"]
     assert rcpt["remote-mta"] == "dns; mx.peer.test"
+
+
+async def test_a_bounce_from_postfix_reaches_our_user(tmp_path: Path) -> None:
+    """A real MTA's DSN (MAIL FROM:<>) is accepted and lands in the sender's mailbox.
+
+    Postfix takes a message from alice@example.test for a domain whose server
+    refuses connections, gives up at once (maximal_queue_lifetime = 0), and
+    sends the DSN to example.test, which it routes to our SMTP listener.
+    """
+    if os.geteuid() != 0 or not os.access("/usr/sbin/postfix", os.X_OK):
+        pytest.skip("a private Postfix needs root and tests/setup-tools.sh")
+    site = write_site(tmp_path)
+    data = tmp_path / "data"
+    async with running(site, data) as server:
+        root = Path(f"/var/tmp/mailplat-test/postfix-bounce-{os.getpid()}")
+        peer = PostfixPeer(
+            port=free_port(),
+            users=["bob"],
+            domain="peer.test",
+            root=root,
+            transport={
+                "dead.peer.test": f"smtp:[127.0.0.1]:{free_port()}",
+                "example.test": f"smtp:[127.0.0.1]:{server.port('smtp')}",
+            },
+            extra_main_cf=(
+                "relay_domains = dead.peer.test\n"
+                "maximal_queue_lifetime = 0\nbounce_queue_lifetime = 0\n"
+            ),
+        )
+        try:
+            peer.start()
+        except PeerUnavailable as exc:
+            pytest.skip(str(exc))
+        REGISTRY.forget("postfix")
+        try:
+
+            def submit() -> None:
+                with smtplib.SMTP("127.0.0.1", peer.port, timeout=20) as s:
+                    s.sendmail(
+                        "alice@example.test",
+                        ["nobody@dead.peer.test"],
+                        b"Subject: doomed\r\nMessage-ID: <doomed@example.test>\r\n\r\nhi\r\n",
+                    )
+
+            await asyncio.to_thread(submit)
+            await wait_for(
+                lambda: any(
+                    b"multipart/report" in f.read_bytes()
+                    for f in maildir_files(data, "example", "alice")
+                ),
+                timeout=60,
+            )
+        finally:
+            peer.stop()
+            shutil.rmtree(root, ignore_errors=True)
+    [dsn] = maildir_files(data, "example", "alice")
+    raw = dsn.read_bytes()
+    assert raw.startswith(b"Return-Path: <>\n")
+    assert b"doomed@example.test" in raw and b"nobody@dead.peer.test" in raw
+    assert b"by mx.example.test (mailplat) with ESMTP" in raw

@@ -12,28 +12,28 @@ import email.policy
 import smtplib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mailplat.runtime.server import Server
-from tests.support import maildir_files, running, wait_for, write_site
+from tests.support import deep_merge, maildir_files, running, wait_for, write_site
 from tests.support_dns import DnsServer
 from tests.support_smtp import Receiver, Script, free_port
 
 
-def relay_site(tmp_path: Path, dns: DnsServer, port: int) -> Path:
+def relay_site(
+    tmp_path: Path, dns: DnsServer, port: int, extra: dict[str, Any] | None = None
+) -> Path:
     """A site relaying for 127.0.0.1 to dest.test, whose MX is 127.0.0.2 on `port`."""
     dns.zone.mx("dest.test", (10, "mx1.dest.test"))
     dns.zone.a("mx1.dest.test", "127.0.0.2")
-    return write_site(
-        tmp_path,
-        site={
-            "server": {"dns_servers": [dns.address]},
-            "relay": {"privileged_ips": ["127.0.0.1"]},
-            "delivery": {"remote_port": port, "remote_timeout_seconds": 5},
-        },
-        tls=False,
-    )
+    site = {
+        "server": {"dns_servers": [dns.address]},
+        "relay": {"privileged_ips": ["127.0.0.1"]},
+        "delivery": {"remote_port": port, "remote_timeout_seconds": 5},
+    }
+    return write_site(tmp_path, site=deep_merge(site, extra or {}), tls=False)
 
 
 @pytest.fixture
@@ -89,3 +89,61 @@ async def test_remote_rejection_bounces_into_the_senders_mailbox(
     assert b"Diagnostic-Code: smtp; 550 5.1.1 <nobody@dest.test>: no such user" in raw
     assert b"Subject: doomed" in raw
     assert server.spool.records("smtp") == []
+
+
+async def test_nul_never_reaches_the_outbound_wire(server: Server, port: int) -> None:
+    """A NUL ends the data for servers that strip it: refused before it can be relayed."""
+    rx = await Receiver("127.0.0.2", port).start()
+    try:
+
+        def relay(body: bytes) -> tuple[int, bytes]:
+            with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
+                s.ehlo("c.test")
+                s.mail("alice@example.test")
+                s.rcpt("bob@dest.test")
+                return s.data(body)
+
+        smuggle = b"Subject: nul\r\n\r\nbefore\r\n\x00.\r\nMAIL FROM:<evil@x>\r\nafter\r\n"
+        code, text = await asyncio.to_thread(relay, smuggle)
+        assert code == 550 and text.startswith(b"5.6.0"), (code, text)
+        code, _ = await asyncio.to_thread(relay, b"Subject: clean\r\n\r\nclean body\r\n")
+        assert code == 250
+        [got] = await rx.wait(1)
+        assert b"Subject: clean" in got.data and b"\x00" not in got.data
+        await asyncio.sleep(0.3)
+        assert len(rx.got) == 1  # the refused message never went out
+    finally:
+        await rx.stop()
+
+
+async def test_etrn_starts_delivery_of_a_deferred_domain_now(
+    tmp_path: Path, dns: DnsServer, port: int
+) -> None:
+    site = relay_site(tmp_path, dns, port, {"smtp": {"allowed_commands": ["ETRN"]}})
+    async with running(site, tmp_path / "data") as srv:
+        # Nobody listens yet: the first attempt fails and is deferred for minutes.
+        await asyncio.to_thread(send, srv, ["bob@dest.test"], "deferred")
+        await wait_for(lambda: any(e.attempts for e in _smtp_entries(srv)), timeout=20)
+        rx = await Receiver("127.0.0.2", port).start()
+        try:
+
+            def etrn(node: str) -> tuple[int, bytes]:
+                with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
+                    s.ehlo("c.test")
+                    assert "etrn" in s.esmtp_features
+                    return s.docmd("ETRN", node)
+
+            assert (await asyncio.to_thread(etrn, "nowhere.test"))[0] == 251
+            assert (await asyncio.to_thread(etrn, "example.test"))[0] == 459  # local: nothing
+            code, reply = await asyncio.to_thread(etrn, "dest.test")
+            assert code == 253 and b"1 pending" in reply
+            [got] = await rx.wait(1, timeout=10)
+            assert b"Subject: deferred" in got.data
+        finally:
+            await rx.stop()
+
+
+def _smtp_entries(server: Server) -> list:  # type: ignore[type-arg]
+    from mailplat.connectors.smtp_out import manage
+
+    return manage.entries(server.spool)

@@ -146,7 +146,9 @@ async def test_graceful_stop_tells_idle_sessions(tmp_path: Path) -> None:
 
 
 async def test_implicit_tls_refusal_is_told_over_tls(tmp_path: Path) -> None:
-    site = write_site(tmp_path, site={"smtp": {"access": {"mode": "deny", "addresses": ["127.0.0.0/8"]}}})
+    site = write_site(
+        tmp_path, site={"smtp": {"access": {"mode": "deny", "addresses": ["127.0.0.0/8"]}}}
+    )
     async with running(site, tmp_path / "data") as srv:
         w = await Wire.open(srv.port("smtps"), tls=client_tls())
         assert (await w.reply()).first == r.S421_ACCESS_DENIED
