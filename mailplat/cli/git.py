@@ -11,7 +11,6 @@ running server through its control socket, printing the plan and result.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import tarfile
@@ -111,7 +110,8 @@ def pre_receive(
             site_dir = Path(tmp) / "sites" / site
             errors: list[str] = []
             try:
-                config = load_site(site_dir)
+                # Paths relative to the export are repository paths: what the pusher edits.
+                config = load_site(site_dir, relative_to=Path(tmp))
                 report = run_expectations(config, Directory(config))
                 errors = [str(d) for d in report.diagnostics if getattr(d, "is_error", True)]
             except ConfigError as exc:
@@ -121,10 +121,6 @@ def pre_receive(
                     f"[red]mailplat: push refused[/]: sites/{site} in {commit[:12]} is invalid"
                 )
                 for line in errors:
-                    # The temporary folder means nothing to the pusher; show repo paths.
-                    line = line.replace(tmp + os.sep, "")
-                    if line.startswith(f"{site}/"):
-                        line = f"sites/{line}"
                     err.print(f"  {line}", highlight=False)
                 raise typer.Exit(1)
             out.print(f"mailplat: sites/{site} in {commit[:12]} is valid")

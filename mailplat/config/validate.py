@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 
 from mailplat.config.diagnostics import Diagnostic, PathPart, error, warning
-from mailplat.config.load import SiteConfig
+from mailplat.config.load import Gaps, SiteConfig
 from mailplat.config.models.base import split_host_port
 from mailplat.config.models.site import Site
 from mailplat.core.address import try_parse
@@ -30,23 +30,34 @@ from mailplat.core.netmatch import is_open_range
 Owner = tuple[str, tuple[PathPart, ...], str]  # file, path, description
 
 
-def validate_site(config: SiteConfig) -> list[Diagnostic]:
-    """Every cross-object problem of a site."""
+def validate_site(config: SiteConfig, gaps: Gaps | None = None) -> list[Diagnostic]:
+    """Every cross-object problem of a site.
+
+    `gaps` names what did not parse (a broken site.yaml, postoffice files,
+    entries dropped from a file); rules that would need those stay silent.
+    """
+    gaps = gaps or Gaps()
     diags: list[Diagnostic] = []
-    diags += _check_site(config)
-    diags += _check_smart_hosts(config)
-    owners, edges, targets = _collect(config, diags)
-    diags += _check_targets(config, owners, targets)
+    diags += _check_site(config, gaps)
+    if gaps.site_ok(("listeners",), ("server", "host_name"), ("delivery", "smart_host")):
+        diags += _check_smart_hosts(config)
+    owners, edges, targets = _collect(config, diags, gaps)
+    diags += _check_targets(config, owners, targets, gaps)
     diags += _check_loops(config, edges)
     return diags
 
 
-def _check_site(config: SiteConfig) -> list[Diagnostic]:
+def _check_site(config: SiteConfig, gaps: Gaps) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     f = config.site_file
     site = config.site
     default = site.server.default_postoffice
-    if default and default not in config.postoffices:
+    if (
+        default
+        and gaps.site_ok(("server", "default_postoffice"))
+        and default not in config.postoffices
+        and default not in gaps.postoffices
+    ):
         out.append(
             error(
                 f,
@@ -56,6 +67,8 @@ def _check_site(config: SiteConfig) -> list[Diagnostic]:
                 + ", ".join(sorted(config.postoffices)),
             )
         )
+    if gaps.site:
+        return out  # site.yaml did not parse at all
     if site.relay.allow_local_senders:
         out.append(
             warning(
@@ -76,6 +89,8 @@ def _check_site(config: SiteConfig) -> list[Diagnostic]:
                 )
             )
     seen: dict[str, str] = {}
+    if not gaps.site_ok(("listeners",)):
+        return out
     for lname in ("smtp", "submission", "smtps", "pop3", "pop3s"):
         listener = getattr(site.listeners, lname)
         if not listener.enabled:
@@ -185,7 +200,7 @@ def _check_smart_hosts(config: SiteConfig) -> list[Diagnostic]:
 
 
 def _collect(
-    config: SiteConfig, diags: list[Diagnostic]
+    config: SiteConfig, diags: list[Diagnostic], gaps: Gaps
 ) -> tuple[
     dict[str, Owner], dict[str, list[str]], list[tuple[str, tuple[PathPart, ...], str, str]]
 ]:
@@ -310,8 +325,10 @@ def _collect(
                 value = getattr(dom, attr)
                 if value:
                     targets.append((file, ("domains", dname, attr), po_name, value))
-        has_postmaster = "postmaster" in {m.lower() for m in po.mailboxes} or all(
-            d.postmaster for d in po.domains.values()
+        has_postmaster = (
+            "postmaster" in {m.lower() for m in po.mailboxes}
+            or gaps.removed(po_name, "mailboxes", "postmaster")
+            or all(d.postmaster for d in po.domains.values())
         )
         if po.domains and not has_postmaster:
             diags.append(
@@ -330,12 +347,16 @@ def _check_targets(
     config: SiteConfig,
     owners: dict[str, Owner],
     targets: list[tuple[str, tuple[PathPart, ...], str, str]],
+    gaps: Gaps,
 ) -> list[Diagnostic]:
     out: list[Diagnostic] = []
-    local_domains = {d for po in config.postoffices.values() for d in po.domains}
+    domain_po = {d: name for name, po in config.postoffices.items() for d in po.domains}
+    local_domains = set(domain_po)
     for file, path, po_name, target in targets:
         if "@" not in target:
-            if target not in config.postoffices[po_name].mailboxes:
+            if target not in config.postoffices[po_name].mailboxes and not gaps.removed(
+                po_name, "mailboxes", target
+            ):
                 out.append(
                     error(
                         file,
@@ -350,6 +371,8 @@ def _check_targets(
             out.append(error(file, path, f"{target!r} is not a valid address"))
             continue
         if parsed.domain in local_domains and parsed.key not in owners:
+            if gaps.incomplete(domain_po[parsed.domain]):
+                continue  # the owner may be an entry that failed to parse
             local = parsed.local.lower()
             dom = next(
                 po.domains[parsed.domain]
