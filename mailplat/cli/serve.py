@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mailplat.cli.console import err, fail, handle, out
+from mailplat.cli.console import SiteArg, SiteOpt, err, fail, handle, out, site_of
 from mailplat.config.load import LoadCache, data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
@@ -28,7 +28,8 @@ log = logging.getLogger("mailplat.server")
 
 
 def serve(
-    site: Annotated[Path, typer.Argument(help="Site folder, e.g. sites/example.")],
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
     data: Annotated[
         str | None,
         typer.Option(
@@ -44,6 +45,7 @@ def serve(
     `mailplat apply SITE` and SIGHUP reconfigure the running server; with
     --watch a saved change is applied at once. Ctrl-C or SIGTERM stop it.
     """
+    site = site_of(site, site_opt)
     try:
         cache = LoadCache()
         config = load_site(site, cache)

@@ -28,7 +28,8 @@ from mailplat.config.models.expect import Expectations
 from mailplat.config.models.postoffice import Postoffice
 from mailplat.config.models.site import Site
 from mailplat.config.yamlread import PathT, YamlDoc, read_yaml_text
-from mailplat.core.errors import ConfigError
+from mailplat.core.address import normalise_domain
+from mailplat.core.errors import AddressError, ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -316,6 +317,35 @@ def _load_postoffice(path: Path, display: str, stamp: tuple[int, int]) -> _Cache
     return _Cached(stamp, d, po, diags, pruned)
 
 
+# Rules about a key itself (a name, a domain), located at the key rather than its value.
+KEY_RULES = frozenset({"mixed-script", "confusable-domain", "reserved-name"})
+
+
+def _as_written(path: PathT, table: dict[PathT, tuple[int, int, int, int]]) -> PathT:
+    """The path as the file spells it: models normalise domain keys (IDNA, case)."""
+    if path in table:
+        return path
+    prefix: PathT = ()
+    for part in path:
+        step = (*prefix, part)
+        if step not in table and isinstance(part, str):
+            for key in table:
+                if len(key) == len(step) and key[:-1] == prefix and _same_key(key[-1], part):
+                    step = key
+                    break
+        prefix = step
+    return prefix
+
+
+def _same_key(written: object, normalised: str) -> bool:
+    if not isinstance(written, str):
+        return False
+    try:
+        return normalise_domain(written) == normalised
+    except AddressError:
+        return False
+
+
 def locate(diags: list[Diagnostic], files: dict[str, Path]) -> list[Diagnostic]:
     """Fill line/col of diagnostics that only know their path, re-reading just those files."""
     need = {d.location.file for d in diags if d.location and not d.location.line}
@@ -335,14 +365,17 @@ def locate(diags: list[Diagnostic], files: dict[str, Path]) -> list[Diagnostic]:
             out.append(d)
             continue
         table = marks[loc.file]
-        at = loc.path
+        at = _as_written(loc.path, table)
         # Walk up to the nearest path we know (a missing key points at its parent).
         while at and at not in table:
             at = at[:-1]
         if at:
             kl, kc, vl, vc = table[at]
-            on_key = d.summary.startswith(("unknown key", "invalid key", "duplicate"))
-            out.append(d.located(kl, kc) if on_key or at != loc.path else d.located(vl, vc))
+            on_key = d.code in KEY_RULES or d.summary.startswith(
+                ("unknown key", "invalid key", "duplicate")
+            )
+            full = len(at) == len(loc.path)
+            out.append(d.located(kl, kc) if on_key or not full else d.located(vl, vc))
         else:
             out.append(d.located(1, 1))
     return out

@@ -92,6 +92,23 @@ CASES: dict[str, list[tuple[str, str, str]]] = {
         (f"{PO}:10:14", "group address team@elsewhere.test is not on a domain", ""),
         ("postoffices/po2.yaml:4:15", "no mailbox 'nobody' in postoffice po2", ""),
     ],
+    # Values that reach a header or an SMTP line: refused, never flattened at runtime.
+    "header_injection": [
+        ("site.yaml:4:14", "contains a carriage return (CR) at character 10", "one line"),
+        ("site.yaml:6:11", "contains a carriage return (CR) at character 20", "one line"),
+        ("site.yaml:8:20", "'X-Original To:' is not a header field name", "X-Original-To"),
+        (f"{PO}:5:12", "contains a line feed (LF) at character 8", "quoted string"),
+        (f"{PO}:11:16", "contains a line feed (LF) at character 5", "|- / >-"),
+        (f"{PO}:16:19", "contains the control character U+0000", "invisible"),
+        (f"{PO}:22:21", "contains a carriage return (CR) at character 7", "one line"),
+    ],
+    # The seed forbids an autoresponder on postmaster mail; bob has no postmaster
+    # role and dave's autoresponder is off, so neither is reported.
+    "postmaster_autoresponder": [
+        (f"{PO}:12:20", "mailbox po/PostMaster receives postmaster mail (it is named", "remove"),
+        (f"{PO}:14:20", "mailbox po/alice receives postmaster mail (postmaster: of domain u", ""),
+        (f"{PO}:18:20", "mailbox po/carol receives postmaster mail (postmaster: of domain v", ""),
+    ],
     "many_cross_errors": [
         ("site.yaml:4:23", "default_postoffice 'nope' does not exist", ""),
         (f"{PO}:8:17", "alice@elsewhere.test uses domain elsewhere.test", ""),
@@ -103,7 +120,7 @@ CASES: dict[str, list[tuple[str, str, str]]] = {
 
 def test_every_fixture_has_a_case() -> None:
     folders = {p.name for p in BROKEN.iterdir() if p.is_dir()}
-    assert folders - {"expect_failure", "warnings_only"} == set(CASES)
+    assert folders - {"expect_failure", "warnings_only", "lookalikes"} == set(CASES)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
