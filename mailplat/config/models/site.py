@@ -50,6 +50,15 @@ class Server(Model):
         description="Where queues, Maildirs and state live (relative to the site folder). "
         "--data and MAILPLAT_DATA override it; default: the checkout's queues/<site>.",
     )
+    user: HeaderText | None = Field(
+        None,
+        description="Unprivileged user the server runs as: started as root, it binds the "
+        "listeners, hands the data root to this user and drops root. Needed to serve "
+        "ports below 1024 as root.",
+    )
+    group: HeaderText | None = Field(
+        None, description="Group to run as with `user`; default: the user's primary group."
+    )
 
 
 class TlsFiles(Model):
