@@ -126,3 +126,55 @@ def test_validate_json_is_unchanged_by_site_option(tmp_path: Path) -> None:
     a = json.loads(run_process("validate", EXAMPLE, "--json").stdout)
     b = json.loads(run_process("validate", "--site", ROOT / "sites" / "example", "--json").stdout)
     assert a == b and a["ok"] is True
+
+
+def test_make_shell_puts_mailplat_on_the_path() -> None:
+    res = subprocess.run(
+        ["make", "-s", "shell"],
+        input="command -v mailplat\nmailplat passwd --random --json\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "HOME": str(ROOT)},
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"{ROOT}/.venv/bin/mailplat" in res.stdout
+    assert '"hash": "$argon2id$' in res.stdout
+
+
+def _readme_commands(prefix: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [
+        line.split("#")[0].strip()
+        for line in text.splitlines()
+        if line.startswith(prefix) and "#" in line
+    ]
+
+
+def test_readme_documents_the_first_hour_commands_and_they_run(tmp_path: Path) -> None:
+    from tests.fixtures.clirun import copy_example
+
+    site = copy_example(tmp_path)
+    wanted = {
+        "mailplat users import": 1,
+        "mailplat users export": 2,
+        "mailplat tls self-signed": 2,
+        "mailplat passwd --random": 2,
+    }
+    for prefix, at_least in wanted.items():
+        lines = _readme_commands(prefix)
+        assert len(lines) >= at_least, (prefix, lines)
+        for line in lines:
+            args = line.split()[1:]
+            args = [str(site) if a == "sites/example" else a for a in args]
+            args = [str(tmp_path / "tls") if a == "sites/example/tls" else a for a in args]
+            if args[:2] == ["users", "import"]:
+                csv = tmp_path / "users.csv"
+                csv.write_text("zed@example.test,zed-secret-pass,10\n")
+                args[2] = str(csv)
+            res = run_process(*args)
+            assert res.returncode == 0, (line, res.stderr)
+    assert "make shell" in (ROOT / "README.md").read_text()
+    assert ". .venv/bin/activate" in (ROOT / "README.md").read_text()
