@@ -71,3 +71,19 @@ def test_apply_in_a_pipe_or_as_json_prints_no_progress(tmp_path: Path) -> None:
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["applied_now"] is True
     assert as_json.stderr == ""
+
+
+def test_apply_through_a_running_server_shows_a_spinner_on_a_terminal(tmp_path: Path) -> None:
+    from tests.e2e.serveproc import serve, site_with_ports
+
+    site, ports = site_with_ports(tmp_path)
+    data = tmp_path / "data"
+    with serve(site, data, ports["smtp"]):
+        po = site / "postoffices" / "example.yaml"
+        po.write_text(po.read_text().replace("mailboxes:\n", "mailboxes:\n  zed: {}\n", 1))
+        code, screen = _on_terminal("apply", site, "--data", data, "--yes")
+        assert code == 0, screen
+        assert "the server is provisioning 4 Maildir(s)" in screen  # nothing applied before
+        assert "Live: generation" in screen
+        piped = run_process("apply", site, "--data", data, "--yes")
+        assert "provisioning" not in piped.stdout + piped.stderr
