@@ -116,18 +116,25 @@ def _print_one(d: Diagnostic) -> None:
         err.print(d.hint, markup=False, highlight=False)
 
 
-def site_of(arg: Path | None, opt: Path | None) -> Path:
-    """The site a command was given, as SITE or --site SITE (both: they must agree)."""
+def optional_site(arg: Path | None, opt: Path | None) -> Path | None:
+    """SITE or --site SITE when a command can also do without (--data names the server)."""
     if arg is not None and opt is not None and arg.resolve() != opt.resolve():
         fail(f"two different sites given: {arg} and --site {opt}; name one")
-    site = arg or opt
+    return arg or opt
+
+
+def site_of(arg: Path | None, opt: Path | None) -> Path:
+    """The site a command was given, as SITE or --site SITE (both: they must agree)."""
+    site = optional_site(arg, opt)
     if site is None:
         fail("which site? name its folder: SITE or --site SITE, e.g. sites/example")
     return site
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print("[bold red]error:[/] ", end="")
+    # The message may hold paths, addresses or `[::1]:25`: print it as it is.
+    err.print(message, markup=False, highlight=False)
     raise typer.Exit(code)
 
 

@@ -3,7 +3,12 @@
 Input: `sites/<site>/` holding site.yaml, postoffices/*.yaml, optional
 expect.yaml. Output: a SiteConfig (frozen) and its warnings, or ConfigError
 carrying every Diagnostic at once (syntax, shape, unknown keys with a "did you
-mean", cross-object rules from validate.py).
+mean", type errors in our words from explain.py, cross-object rules from
+validate.py). Cross-object rules run even when some files have field errors:
+over every file that parsed, a postoffice whose only errors sit in some
+mailboxes/groups/lists without those entries, and site.yaml with its failing
+keys at their defaults; Gaps tells the rules what is missing so none guesses.
+File names are relative to the current directory (or `relative_to`).
 
 Fast path: yamlread's C-parser builder and pydantic; positions are computed
 only for files that have something to report. A LoadCache keeps parsed
