@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SITE ?= sites/example
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt schemas docs bench bench-quick tools clean
+.PHONY: run shell test lint fmt schemas docs bench bench-quick tools clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,11 @@ run: $(STAMP)
 	$(BIN)/mailplat tls self-signed $(SITE)/tls --host mail.example.test --if-missing
 	$(BIN)/mailplat apply $(SITE) --yes
 	$(BIN)/mailplat serve $(SITE)
+
+## shell: a subshell with .venv's bin/ first on PATH, so `mailplat ...` works (exit leaves it)
+shell: $(STAMP)
+	@echo "mailplat is on PATH in this shell ($(CURDIR)/$(BIN)); type exit to leave."
+	@VIRTUAL_ENV="$(CURDIR)/$(VENV)" PATH="$(CURDIR)/$(BIN):$$PATH" $${SHELL:-/bin/sh} -i
 
 ## tools: system tools the integration tests drive (swaks, fetchmail, postfix)
 tools:

@@ -45,5 +45,7 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point of the `mailplat` console script."""
+    from mailplat.cli.help import build
+
     _register()
-    app()
+    build(app)(prog_name="mailplat")

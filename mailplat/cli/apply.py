@@ -16,9 +16,29 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from mailplat.cli.console import DataOpt, JsonOpt, SiteArg, emit_json, err, fail, handle, ok, out
+from mailplat.cli.console import (
+    DataOpt,
+    JsonOpt,
+    SiteArg,
+    SiteOpt,
+    VerboseOpt,
+    emit_json,
+    err,
+    fail,
+    handle,
+    ok,
+    out,
+    site_of,
+)
 from mailplat.cli.plan import Planned, make_plan, show_config_warnings
 from mailplat.cli.plan_view import has_work, plan_to_json, render_plan
 from mailplat.control import channel
@@ -33,17 +53,24 @@ YesOpt = Annotated[
 
 
 def apply(
-    site: SiteArg, data: DataOpt = None, yes: YesOpt = False, as_json: JsonOpt = False
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
+    data: DataOpt = None,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Apply SITE: create missing Maildirs, deliver welcome messages, record the new generation.
 
     Shows the plan first and asks for confirmation unless --yes. A mailbox
     removed from the YAML keeps its Maildir and mail; the plan says where.
+    On a terminal, provisioning shows a progress bar.
     Exit 0 when applied (or nothing to do), 1 on errors or when refused.
     """
-    p = make_plan(site, data, as_json)
+    site = site_of(site, site_opt)
+    p = make_plan(site, data, as_json, verbose)
     if not as_json:
-        show_config_warnings(p.config)
+        show_config_warnings(p.config, verbose)
         render_plan(out, p.plan, p.effects, p.applied)
     running = _running_status(p.root)
     if not has_work(p.plan, p.effects) and (
@@ -61,7 +88,7 @@ def apply(
         _apply_live(site, p, as_json)
         return
     try:
-        result = _run(p, show_progress=not as_json and len(p.effects.maildirs) > 1)
+        result = _run(p, show_progress=not as_json and err.is_terminal and p.effects.maildirs)
     except MailplatError as exc:
         handle(exc, to_json=as_json)
     if as_json:
@@ -91,7 +118,17 @@ def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
     request = {"cmd": "apply", "site": str(site), "by": applied_by()}
     if not as_json:
         out.print(f"\nApplying through the running server ({channel.socket_path(p.root)})...")
-    reply = channel.call(channel.socket_path(p.root), request)
+    if as_json or not err.is_terminal:
+        reply = channel.call(channel.socket_path(p.root), request)
+    else:
+        # The server provisions and reports once at the end; a spinner with
+        # the elapsed time shows it is working (20,000 Maildirs take seconds).
+        n = len(p.effects.maildirs)
+        work = f"the server is provisioning {n} Maildir(s)" if n else "the server is reloading"
+        columns = (SpinnerColumn(), TextColumn(work), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as spinner:
+            spinner.add_task("", total=None)
+            reply = channel.call(channel.socket_path(p.root), request)
     if as_json:
         emit_json({**plan_to_json(p.plan, p.effects, p.applied), "server": reply})
         if not reply.get("ok"):
@@ -114,7 +151,8 @@ def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
     )
 
 
-def _run(p: Planned, show_progress: bool) -> ApplyResult:
+def _run(p: Planned, show_progress: object) -> ApplyResult:
+    """Apply offline; on a terminal with a bar (reconcile reports through a callback)."""
     if not show_progress:
         return run_apply(p.config, p.plan, p.root)
     columns = (

@@ -15,11 +15,15 @@ from mailplat.cli.console import (
     EXIT_ERROR,
     JsonOpt,
     SiteArg,
+    SiteOpt,
+    VerboseOpt,
     emit_json,
+    err,
     handle,
     ok,
     out,
     show_diagnostics,
+    site_of,
 )
 from mailplat.config.directory import Directory
 from mailplat.config.load import SiteConfig, load_site
@@ -27,16 +31,23 @@ from mailplat.core.errors import MailplatError
 from mailplat.reconcile.expect import ExpectReport, run_expectations
 
 
-def load_valid(site: Path, to_json: bool) -> tuple[SiteConfig, Directory, ExpectReport]:
+def load_valid(
+    site: Path, to_json: bool, verbose: bool = False
+) -> tuple[SiteConfig, Directory, ExpectReport]:
     """The loaded site, its Directory and expect.yaml report; exit 1 on any error."""
     try:
-        config = load_site(site)
+        if to_json or not err.is_terminal:
+            config = load_site(site)
+        else:
+            # A big site takes seconds to read and check; say so on a terminal.
+            with err.status(f"reading and checking {site} ...", spinner="dots"):
+                config = load_site(site)
     except MailplatError as exc:
-        handle(exc, to_json=to_json)
+        handle(exc, to_json=to_json, verbose=verbose)
     directory = Directory(config)
     report = run_expectations(config, directory)
     if not report.ok:
-        show_diagnostics([*config.warnings, *report.diagnostics], to_json=to_json)
+        show_diagnostics([*config.warnings, *report.diagnostics], to_json=to_json, verbose=verbose)
         raise typer.Exit(EXIT_ERROR)
     return config, directory, report
 
@@ -52,13 +63,20 @@ def counts(config: SiteConfig) -> dict[str, int]:
     }
 
 
-def validate(site: SiteArg, as_json: JsonOpt = False) -> None:
+def validate(
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """Check SITE: YAML syntax, every key and type, cross-object rules, expect.yaml cases.
 
-    Every problem is reported at once with file:line:col and a hint.
+    Every problem is reported at once with file:line:col (relative to the
+    current directory) and a hint. A warning repeated many times prints once
+    with a count; --verbose lists every one.
     Exit 0 when valid (warnings allowed), 1 on any error.
     """
-    config, _, report = load_valid(site, as_json)
+    config, _, report = load_valid(site_of(site, site_opt), as_json, verbose)
     n = counts(config)
     if as_json:
         emit_json(
@@ -72,7 +90,7 @@ def validate(site: SiteArg, as_json: JsonOpt = False) -> None:
             }
         )
         return
-    show_diagnostics(list(config.warnings))
+    show_diagnostics(list(config.warnings), verbose=verbose)
     ok(
         f"site [bold]{config.name}[/] is valid: {n['postoffices']} postoffices, "
         f"{n['domains']} domains, {n['mailboxes']} mailboxes, {n['groups']} groups, "

@@ -19,12 +19,26 @@ from mailplat.config.diagnostics import Diagnostic
 from mailplat.core.errors import ConfigError, MailplatError
 
 # Option types shared by the commands, so --help reads the same everywhere.
+# Every command that works on a site takes it the same two ways: a positional
+# SITE or --site SITE (`site_of` picks one); never a NAME on one and a PATH on another.
 SiteArg = Annotated[
-    Path,
-    typer.Argument(help="Site folder holding site.yaml and postoffices/, e.g. sites/example."),
+    Path | None,
+    typer.Argument(
+        help="Site folder holding site.yaml and postoffices/, e.g. sites/example "
+        "(or give it as --site).",
+        show_default=False,
+    ),
+]
+SiteOpt = Annotated[
+    Path | None,
+    typer.Option("--site", "-s", help="The site folder, as the SITE argument.", show_default=False),
 ]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of text.")
+]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="List every warning, also those repeated many times."),
 ]
 DataOpt = Annotated[
     str | None,
@@ -49,35 +63,85 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def show_diagnostics(diags: Sequence[object], *, to_json: bool = False) -> None:
-    """Print every diagnostic: location, severity, summary, hint."""
+# More warnings of one rule than this print as one line with a count (--verbose: all).
+GROUP_AFTER = 3
+
+
+def show_diagnostics(
+    diags: Sequence[object], *, to_json: bool = False, verbose: bool = False
+) -> None:
+    """Print every diagnostic: location, severity, summary, hint.
+
+    Errors are always listed one by one. A warning rule that fired more than
+    GROUP_AFTER times (2,000 postoffices without a postmaster) prints its
+    first occurrence and a count instead, unless verbose. JSON lists all.
+    """
     items = [d for d in diags if isinstance(d, Diagnostic)]
     if to_json:
         emit_json({"ok": False, "diagnostics": [d.to_json() for d in items]})
         return
+    by_rule: dict[str, int] = {}
     for d in items:
-        colour = "red" if d.is_error else "yellow"
-        where = f"{d.location}: " if d.location else ""
-        err.print(f"{where}[bold {colour}]{d.severity}[/]: {d.summary}", markup=True)
-        if d.detail:
-            err.print(f"  {d.detail}", markup=False)
-        if d.hint:
-            err.print(f"  [dim]hint:[/] {d.hint}", markup=True)
+        if not d.is_error and d.code:
+            by_rule[d.code] = by_rule.get(d.code, 0) + 1
+    shown: set[str] = set()
+    for d in items:
+        repeats = by_rule.get(d.code, 0) if not d.is_error and d.code else 0
+        if repeats > GROUP_AFTER and not verbose:
+            if d.code in shown:
+                continue
+            shown.add(d.code)
+        _print_one(d)
+        if repeats > GROUP_AFTER and not verbose:
+            err.print(
+                f"  [yellow]... and {repeats - 1:,} more like it[/] ({repeats:,} x {d.code}; "
+                "--verbose lists them all)",
+                highlight=False,
+            )
     errors = sum(1 for d in items if d.is_error)
     warnings = len(items) - errors
     if errors:
         err.print(f"[red]{errors} error(s)[/], {warnings} warning(s)")
 
 
+def _print_one(d: Diagnostic) -> None:
+    colour = "red" if d.is_error else "yellow"
+    where = f"{d.location}: " if d.location else ""
+    err.print(f"{where}[bold {colour}]{d.severity}[/]: ", markup=True, end="")
+    err.print(d.summary, markup=False, highlight=False)
+    if d.detail:
+        err.print(f"  {d.detail}", markup=False)
+    if d.hint:
+        err.print("  [dim]hint:[/] ", markup=True, end="")
+        err.print(d.hint, markup=False, highlight=False)
+
+
+def optional_site(arg: Path | None, opt: Path | None) -> Path | None:
+    """SITE or --site SITE when a command can also do without (--data names the server)."""
+    if arg is not None and opt is not None and arg.resolve() != opt.resolve():
+        fail(f"two different sites given: {arg} and --site {opt}; name one")
+    return arg or opt
+
+
+def site_of(arg: Path | None, opt: Path | None) -> Path:
+    """The site a command was given, as SITE or --site SITE (both: they must agree)."""
+    site = optional_site(arg, opt)
+    if site is None:
+        fail("which site? name its folder: SITE or --site SITE, e.g. sites/example")
+    return site
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print("[bold red]error:[/] ", end="")
+    # The message may hold paths, addresses or `[::1]:25`: print it as it is.
+    err.print(message, markup=False, highlight=False)
     raise typer.Exit(code)
 
 
-def handle(exc: MailplatError, *, to_json: bool = False) -> NoReturn:
+def handle(exc: MailplatError, *, to_json: bool = False, verbose: bool = False) -> NoReturn:
     """Turn an error from below into output and an exit code."""
     if isinstance(exc, ConfigError):
-        show_diagnostics(exc.diagnostics, to_json=to_json)
+        show_diagnostics(exc.diagnostics, to_json=to_json, verbose=verbose)
         raise typer.Exit(EXIT_ERROR)
     if to_json:
         emit_json({"ok": False, "error": str(exc)})

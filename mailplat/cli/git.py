@@ -11,7 +11,6 @@ running server through its control socket, printing the plan and result.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import tarfile
@@ -21,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from mailplat.cli.console import err, fail, ok, out
+from mailplat.cli.console import SiteArg, SiteOpt, err, fail, ok, out, site_of
 from mailplat.config.directory import Directory
 from mailplat.config.load import load_site
 from mailplat.core.errors import ConfigError
@@ -30,7 +29,10 @@ from mailplat.reconcile.expect import run_expectations
 git_app = typer.Typer(help="Deploy by git push: hooks for a bare repository.", no_args_is_help=True)
 
 ZERO = "0" * 40
-SiteOpt = Annotated[str, typer.Option("--site", help="Site name: the folder sites/NAME.")]
+# The hooks run inside the repository, so they name the site by its path in it.
+RepoSiteOpt = Annotated[
+    str, typer.Option("--site", help="Site folder inside the repository, e.g. sites/example.")
+]
 DataDirOpt = Annotated[Path, typer.Option("--data", help="Data root of the running server.")]
 BranchOpt = Annotated[str, typer.Option("--branch", help="The branch that deploys.")]
 DeployOpt = Annotated[
@@ -48,15 +50,37 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+def repo_site(site: Path) -> str:
+    """SITE as a path inside the repository: `sites/example` (a bare `example` means that too)."""
+    if site.is_absolute():
+        try:
+            site = site.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            fail(
+                f"{site} is outside the current directory: name the site by its path in the "
+                "repository, e.g. sites/example (run this from the checkout's root)"
+            )
+    text = site.as_posix()
+    if text in ("", ".") or ".." in site.parts:
+        fail(f"{site} is not a site folder inside the repository; e.g. sites/example")
+    return text if "/" in text else f"sites/{text}"
+
+
 @git_app.command("install-hooks")
 def install_hooks(
     bare_repo: Annotated[Path, typer.Argument(help="The bare repository admins push to.")],
-    site: SiteOpt,
     data: DataDirOpt,
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
     branch: BranchOpt = "main",
     deploy: DeployOpt = None,
 ) -> None:
-    """Install pre-receive (validate) and post-receive (apply) hooks into BARE_REPO."""
+    """Install pre-receive (validate) and post-receive (apply) hooks into BARE_REPO.
+
+    SITE is the site's folder in the repository, as you name it from the
+    checkout's root (sites/example); pushes are validated and applied there.
+    """
+    site_path = repo_site(site_of(site, site_opt))
     hooks = bare_repo / "hooks"
     if not (bare_repo / "HEAD").exists() or not hooks.is_dir():
         fail(f"{bare_repo} is not a bare git repository (create one with `git init --bare`)")
@@ -68,7 +92,7 @@ def install_hooks(
             HOOK.format(
                 python=_quote(sys.executable),
                 stage=stage,
-                site=_quote(site),
+                site=_quote(site_path),
                 data=_quote(str(data)),
                 branch=_quote(branch),
                 deploy=_quote(str(deploy)),
@@ -76,9 +100,7 @@ def install_hooks(
         )
         path.chmod(0o755)
     ok(f"hooks installed in {hooks}: pushes to {branch} are validated, then applied")
-    out.print(
-        f"Serve the deployed site with: mailplat serve {deploy / 'sites' / site} --data {data}"
-    )
+    out.print(f"Serve the deployed site with: mailplat serve {deploy / site_path} --data {data}")
 
 
 def _updates(branch: str) -> list[str]:
@@ -102,37 +124,32 @@ def _export(commit: str, into: Path) -> None:
 
 @git_app.command("pre-receive", hidden=True)
 def pre_receive(
-    site: SiteOpt, data: DataDirOpt, branch: BranchOpt = "main", deploy: DeployOpt = None
+    site: RepoSiteOpt, data: DataDirOpt, branch: BranchOpt = "main", deploy: DeployOpt = None
 ) -> None:
     """Refuse a push whose site does not validate (run by the hook)."""
     for commit in _updates(branch):
         with tempfile.TemporaryDirectory(prefix="mailplat-push-") as tmp:
             _export(commit, Path(tmp))
-            site_dir = Path(tmp) / "sites" / site
+            site_dir = Path(tmp) / site
             errors: list[str] = []
             try:
-                config = load_site(site_dir)
+                # Paths relative to the export are repository paths: what the pusher edits.
+                config = load_site(site_dir, relative_to=Path(tmp))
                 report = run_expectations(config, Directory(config))
                 errors = [str(d) for d in report.diagnostics if getattr(d, "is_error", True)]
             except ConfigError as exc:
                 errors = [str(d) for d in exc.diagnostics if getattr(d, "is_error", True)]
             if errors:
-                err.print(
-                    f"[red]mailplat: push refused[/]: sites/{site} in {commit[:12]} is invalid"
-                )
+                err.print(f"[red]mailplat: push refused[/]: {site} in {commit[:12]} is invalid")
                 for line in errors:
-                    # The temporary folder means nothing to the pusher; show repo paths.
-                    line = line.replace(tmp + os.sep, "")
-                    if line.startswith(f"{site}/"):
-                        line = f"sites/{line}"
                     err.print(f"  {line}", highlight=False)
                 raise typer.Exit(1)
-            out.print(f"mailplat: sites/{site} in {commit[:12]} is valid")
+            out.print(f"mailplat: {site} in {commit[:12]} is valid")
 
 
 @git_app.command("post-receive", hidden=True)
 def post_receive(
-    site: SiteOpt, data: DataDirOpt, branch: BranchOpt = "main", deploy: DeployOpt = None
+    site: RepoSiteOpt, data: DataDirOpt, branch: BranchOpt = "main", deploy: DeployOpt = None
 ) -> None:
     """Check the pushed commit out into the deploy folder and apply it (run by the hook)."""
     commits = _updates(branch)
@@ -149,7 +166,7 @@ def post_receive(
             "-m",
             "mailplat",
             "apply",
-            str(deploy / "sites" / site),
+            str(deploy / site),
             "--data",
             str(data),
             "--yes",

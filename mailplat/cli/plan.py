@@ -22,10 +22,13 @@ from mailplat.cli.console import (
     DataOpt,
     JsonOpt,
     SiteArg,
+    SiteOpt,
+    VerboseOpt,
     emit_json,
     handle,
     out,
     show_diagnostics,
+    site_of,
 )
 from mailplat.cli.plan_view import has_work, plan_to_json, render_plan
 from mailplat.config.directory import Directory
@@ -47,9 +50,9 @@ class Planned:
     effects: Effects
 
 
-def make_plan(site: Path, data: str | None, to_json: bool) -> Planned:
+def make_plan(site: Path, data: str | None, to_json: bool, verbose: bool = False) -> Planned:
     """Load (refusing invalid config), read the applied generation, diff, observe."""
-    config, directory, _ = load_valid(site, to_json)
+    config, directory, _ = load_valid(site, to_json, verbose)
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
     try:
         applied = read_generation(root)
@@ -65,24 +68,30 @@ def make_plan(site: Path, data: str | None, to_json: bool) -> Planned:
     return Planned(config, directory, root, applied, plan, fx)
 
 
-def plan(site: SiteArg, data: DataOpt = None, as_json: JsonOpt = False) -> None:
+def plan(
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """Show what `mailplat apply SITE` would change, without changing anything.
 
     Exit 0 when there is nothing to do, 2 when changes are pending, 1 on errors
     (invalid YAML or a failing expect.yaml case; every error is listed).
     """
-    p = make_plan(site, data, as_json)
+    p = make_plan(site_of(site, site_opt), data, as_json, verbose)
     if as_json:
         emit_json(plan_to_json(p.plan, p.effects, p.applied))
     else:
-        show_config_warnings(p.config)
+        show_config_warnings(p.config, verbose)
         render_plan(out, p.plan, p.effects, p.applied)
     raise typer.Exit(EXIT_CHANGES if has_work(p.plan, p.effects) else EXIT_OK)
 
 
-def show_config_warnings(config: SiteConfig) -> None:
+def show_config_warnings(config: SiteConfig, verbose: bool = False) -> None:
     if config.warnings:
-        show_diagnostics(list(config.warnings))
+        show_diagnostics(list(config.warnings), verbose=verbose)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""`mailplat route ADDRESS --site SITE`: how one recipient resolves, step by step.
+"""`mailplat route ADDRESS SITE` (or --site SITE): how one recipient resolves, step by step.
 
 Uses the functions the server uses (config.expand for routing,
 auth.relay.decide and the SMTP sender rule for relaying), so the explanation
@@ -8,14 +8,13 @@ denied, 1 error (bad config, not an address, unknown login).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from mailplat.auth.relay import Client, decide
 from mailplat.cli.check import load_valid
-from mailplat.cli.console import JsonOpt, emit_json, fail, out
+from mailplat.cli.console import JsonOpt, SiteArg, SiteOpt, emit_json, fail, out, site_of
 from mailplat.config.expand import expand
 from mailplat.connectors.smtp_in.policy import check_sender
 from mailplat.core.address import try_parse
@@ -26,7 +25,8 @@ OUTSIDE_IP = "203.0.113.1"  # TEST-NET-3 (RFC 5737): an unprivileged outside cli
 
 def route(
     address: Annotated[str, typer.Argument(help="Recipient address to resolve.")],
-    site: Annotated[Path, typer.Option("--site", "-s", help="Site folder, e.g. sites/example.")],
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
     sender: Annotated[
         str | None, typer.Option("--from", help="Envelope sender (MAIL FROM).")
     ] = None,
@@ -49,7 +49,7 @@ def route(
     Exit 0 when the mail would be accepted and delivered somewhere, 3 when a
     destination rejects it or relaying is denied, 1 on errors.
     """
-    _, directory, _ = load_valid(site, as_json)
+    _, directory, _ = load_valid(site_of(site, site_opt), as_json)
     rcpt = try_parse(address)
     if rcpt is None:
         fail(f"{address!r} is not a mail address")

@@ -17,18 +17,19 @@ from typing import Annotated, Any
 
 import typer
 
-from mailplat.cli.console import err, fail, handle, out
-from mailplat.config.load import LoadCache, data_root, load_site
+from mailplat.cli.console import SiteArg, SiteOpt, handle, out, site_of
+from mailplat.config.load import LoadCache, SiteConfig, data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
 from mailplat.runtime.listeners import check_tls
-from mailplat.runtime.server import Server
+from mailplat.runtime.server import RunAs, Server, StartError, prepare_data_root, run_as
 
 log = logging.getLogger("mailplat.server")
 
 
 def serve(
-    site: Annotated[Path, typer.Argument(help="Site folder, e.g. sites/example.")],
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
     data: Annotated[
         str | None,
         typer.Option(
@@ -44,32 +45,50 @@ def serve(
     `mailplat apply SITE` and SIGHUP reconfigure the running server; with
     --watch a saved change is applied at once. Ctrl-C or SIGTERM stop it.
     """
+    site = site_of(site, site_opt)
     try:
         cache = LoadCache()
         config = load_site(site, cache)
     except MailplatError as exc:
         handle(exc)
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
+    try:
+        _start(config, root, watch, cache)
+    except MailplatError as exc:
+        # One line naming the problem and the fix; never a traceback (exit 1).
+        handle(exc)
+
+
+def _start(config: SiteConfig, root: Path, watch: bool, cache: LoadCache) -> None:
     tls_errors = check_tls(config.site, config.root)
     if tls_errors:
-        for line in tls_errors:
-            err.print(f"[red]error:[/] {line}", highlight=False)
-        fail(
-            "cannot start: certificates are files on this host, not in git; create them with "
-            f"`mailplat tls self-signed {config.root / 'tls'}` or point tls.cert/tls.key "
-            "in site.yaml at your certificate"
+        raise StartError(
+            f"cannot start: {'; '.join(tls_errors)}. Certificates are files on this host, not "
+            f"in git: create them with `mailplat tls self-signed {config.root / 'tls'}` or "
+            "point tls.cert/tls.key in site.yaml at your certificate"
         )
+    account = run_as(config.site.server)
     logs = config.site.logging
-    runtime_logging.setup(
-        root / logs.directory,
-        debug=logs.debug,
-        json_file=logs.json_lines,
-        w3c=logs.w3c,
-        activity=logs.activity,
-        rollover=logs.rollover,
-    )
+    log_dir = root / logs.directory
+    try:
+        runtime_logging.setup(
+            log_dir,
+            debug=logs.debug,
+            json_file=logs.json_lines,
+            w3c=logs.w3c,
+            activity=logs.activity,
+            rollover=logs.rollover,
+        )
+    except OSError as exc:
+        raise StartError(
+            f"cannot use data root {root}: {exc.strerror or exc} ({exc.filename or log_dir}); "
+            "pick a folder this user can write with --data, MAILPLAT_DATA or server.data_root"
+        ) from exc
+    # As root with server.user: the tree (logs included) goes to that user now,
+    # before the server binds and drops root.
+    prepare_data_root(root, account, log_dir)
     runner = _runner(os.environ.get("MAILPLAT_LOOP", "auto"))
-    runner(_serve(config, root, watch, cache))
+    runner(_serve(config, root, watch, cache, account))
 
 
 def _runner(choice: str) -> Callable[[Coroutine[Any, Any, None]], None]:
@@ -104,11 +123,10 @@ async def _watch(server: Server, site_dir: Path) -> None:
             out.print(f"[green]applied[/] generation {result['generation']} in {result['ms']} ms")
 
 
-async def _serve(config: object, root: Path, watch: bool, cache: LoadCache) -> None:
-    from mailplat.config.load import SiteConfig
-
-    assert isinstance(config, SiteConfig)
-    server = Server(config, root, load_cache=cache)
+async def _serve(
+    config: SiteConfig, root: Path, watch: bool, cache: LoadCache, account: RunAs | None
+) -> None:
+    server = Server(config, root, load_cache=cache, run_as=account)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,7 +139,7 @@ async def _serve(config: object, root: Path, watch: bool, cache: LoadCache) -> N
         task.add_done_callback(background.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    await server.start()
+    await server.start()  # cleans up after itself when it raises
     if watch:
         task = loop.create_task(_watch(server, config.root))
         background.add(task)

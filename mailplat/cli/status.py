@@ -9,22 +9,23 @@ runs on this data root.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from mailplat.cli.console import DataOpt, JsonOpt, emit_json, fail, out
+from mailplat.cli.console import DataOpt, JsonOpt, SiteArg, SiteOpt, emit_json, fail, out, site_of
 from mailplat.config.load import data_root_of_dir
 from mailplat.control import channel
 
 
 def status(
-    site: Annotated[Path, typer.Argument(help="Site folder, e.g. sites/example.")],
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the running server's generation, listeners, queues and last refused change."""
+    site = site_of(site, site_opt)
     if not site.is_dir():
         fail(f"site folder {site} does not exist")
     # Not load_site: a broken working tree must not hide the running server's

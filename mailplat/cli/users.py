@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from mailplat.cli.check import load_valid
-from mailplat.cli.console import err, handle, ok, out
+from mailplat.cli.console import SiteArg, SiteOpt, err, handle, ok, out, site_of
 from mailplat.core.errors import MailplatError
 from mailplat.reconcile.users import (
     DEFAULT_EXPORT_FIELDS,
@@ -28,18 +28,17 @@ from mailplat.reconcile.users import (
 
 users_app = typer.Typer(help="Import or export mailboxes as CSV (emailaddress,password,quota).")
 
-SiteOpt = Annotated[Path, typer.Option("--site", "-s", help="Site folder, e.g. sites/example.")]
-
 
 @users_app.command("import")
 def import_(
     file: Annotated[
         Path, typer.Argument(help="CSV file with emailaddress,password,quota rows; - for stdin.")
     ],
-    site: SiteOpt,
     postoffice: Annotated[
         str, typer.Option("--postoffice", "-p", help="Postoffice that gets the mailboxes.")
     ],
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
 ) -> None:
     """Add or update mailboxes of POSTOFFICE from a CSV file (the seed's import format).
 
@@ -54,7 +53,7 @@ def import_(
         raise typer.Exit(1) from exc
     try:
         rows = parse_csv(text, str(file))
-        result = import_users(site, postoffice, rows)
+        result = import_users(site_of(site, site_opt), postoffice, rows)
     except MailplatError as exc:
         handle(exc)
     for d in result.domains_added:
@@ -71,7 +70,8 @@ def import_(
 
 @users_app.command("export")
 def export(
-    site: SiteOpt,
+    site: SiteArg = None,
+    site_opt: SiteOpt = None,
     fields: Annotated[
         str,
         typer.Option(
@@ -84,7 +84,7 @@ def export(
     header: Annotated[bool, typer.Option(help="Print a header row first.")] = False,
 ) -> None:
     """Write every mailbox as CSV to stdout (default columns: email,password,quota)."""
-    config, _, _ = load_valid(site, False)
+    config, _, _ = load_valid(site_of(site, site_opt), False)
     chosen = [f.strip() for f in fields.split(",") if f.strip()]
     try:
         rows = export_rows(config, chosen, postoffice)

@@ -39,6 +39,8 @@ class Diagnostic:
     location: Location | None = None
     detail: str = ""
     hint: str = ""
+    # Which rule produced it (e.g. "no-postmaster"): output groups repeats by it.
+    code: str = ""
 
     @property
     def is_error(self) -> bool:
@@ -65,6 +67,7 @@ class Diagnostic:
             "summary": self.summary,
             "detail": self.detail,
             "hint": self.hint,
+            "code": self.code,
             "file": loc.file if loc else None,
             "line": loc.line if loc else None,
             "col": loc.col if loc else None,
@@ -77,9 +80,11 @@ def error(file: str, path: tuple[PathPart, ...], summary: str, hint: str = "") -
     return Diagnostic("error", summary, Location(file, path), hint=hint)
 
 
-def warning(file: str, path: tuple[PathPart, ...], summary: str, hint: str = "") -> Diagnostic:
-    """Shorthand for a warning at a path of a file."""
-    return Diagnostic("warning", summary, Location(file, path), hint=hint)
+def warning(
+    file: str, path: tuple[PathPart, ...], summary: str, hint: str = "", code: str = ""
+) -> Diagnostic:
+    """Shorthand for a warning at a path of a file; `code` names the rule."""
+    return Diagnostic("warning", summary, Location(file, path), hint=hint, code=code)
 
 
 def has_errors(diags: list[Diagnostic]) -> bool:

@@ -3,7 +3,12 @@
 Input: `sites/<site>/` holding site.yaml, postoffices/*.yaml, optional
 expect.yaml. Output: a SiteConfig (frozen) and its warnings, or ConfigError
 carrying every Diagnostic at once (syntax, shape, unknown keys with a "did you
-mean", cross-object rules from validate.py).
+mean", type errors in our words from explain.py, cross-object rules from
+validate.py). Cross-object rules run even when some files have field errors:
+over every file that parsed, a postoffice whose only errors sit in some
+mailboxes/groups/lists without those entries, and site.yaml with its failing
+keys at their defaults; Gaps tells the rules what is missing so none guesses.
+File names are relative to the current directory (or `relative_to`).
 
 Fast path: yamlread's C-parser builder and pydantic; positions are computed
 only for files that have something to report. A LoadCache keeps parsed
@@ -23,11 +28,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from mailplat.config.diagnostics import Diagnostic, Location, error, has_errors
+from mailplat.config.explain import Explained, combine, explain
 from mailplat.config.models.expect import Expectations
 from mailplat.config.models.postoffice import Postoffice
 from mailplat.config.models.site import Site
 from mailplat.config.yamlread import PathT, YamlDoc, read_yaml_text
-from mailplat.core.errors import ConfigError
+from mailplat.core.address import normalise_domain
+from mailplat.core.errors import AddressError, ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,7 +43,11 @@ SCHEMA_LINE = "# yaml-language-server: $schema="
 
 @dataclass(frozen=True)
 class SiteConfig:
-    """A loaded, validated site. Files are named relative to the site's parent folder."""
+    """A loaded, validated site.
+
+    Files are named as the admin can paste them: relative to the folder the
+    load was asked from (the current directory), or absolute when outside it.
+    """
 
     root: Path
     name: str
@@ -47,6 +58,7 @@ class SiteConfig:
     expect: Expectations | None
     digest: str  # hash of every file's content: the config's identity
     warnings: tuple[Diagnostic, ...] = ()
+    expect_file: str = "expect.yaml"  # display path of expect.yaml
 
     def file_of(self, postoffice: str) -> str:
         return self.files[postoffice]
@@ -58,6 +70,39 @@ class _Cached:
     digest: str
     model: Postoffice | None
     diags: list[Diagnostic]
+    # A model kept without the entries that failed: {"mailboxes": {names}, ...}.
+    pruned: dict[str, set[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Gaps:
+    """What did not parse, so cross-object checks skip what they cannot judge.
+
+    Cross-object rules run even when some files have field errors ("every
+    error at once"), over the objects that did parse; a rule whose answer
+    could depend on a missing object stays silent rather than guess.
+    """
+
+    site: bool = False  # site.yaml did not parse: site-level rules are skipped
+    site_dropped: set[PathT] = field(default_factory=set)  # site.yaml keys left at defaults
+    postoffices: set[str] = field(default_factory=set)  # file stems that did not parse
+    pruned: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # po -> coll -> names
+
+    def removed(self, postoffice: str, collection: str, name: str) -> bool:
+        return name in self.pruned.get(postoffice, {}).get(collection, set())
+
+    def incomplete(self, postoffice: str) -> bool:
+        return bool(self.pruned.get(postoffice))
+
+    def site_ok(self, *sections: PathT) -> bool:
+        """True when site.yaml parsed and no failed key lies in (or above) these sections."""
+        if self.site:
+            return False
+        return not any(
+            d[: len(sec)] == sec or sec[: len(d)] == d
+            for d in self.site_dropped
+            for sec in sections
+        )
 
 
 @dataclass
@@ -68,9 +113,10 @@ class LoadCache:
     parsed: int = 0  # files parsed by the last load (for tests and status)
 
 
-def _display(path: Path, site_dir: Path) -> str:
+def _display(path: Path, base: Path) -> str:
+    """`path` relative to base when it lies inside it (pasteable), else absolute."""
     try:
-        return str(path.relative_to(site_dir.parent))
+        return str(path.relative_to(base))
     except ValueError:
         return str(path)
 
@@ -128,19 +174,18 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[PathT, bool]:
     return tuple(path), False
 
 
-def _friendly(err: Any) -> str:
-    msg = str(err["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    return msg
+def _value_at(data: Any, path: PathT) -> Any:
+    node = data
+    for part in path:
+        node = node[part]
+    return node
 
 
 def validation_diagnostics(
     model: type[BaseModel], data: Any, exc: ValidationError, file: str, base: PathT = ()
 ) -> list[Diagnostic]:
-    """Turn a pydantic ValidationError into diagnostics, one per problem place."""
-    grouped: dict[tuple[PathT, str], list[str]] = {}
+    """Turn a pydantic ValidationError into diagnostics, one per problem place, in our words."""
+    grouped: dict[tuple[PathT, str], list[Explained]] = {}
     hints: dict[tuple[PathT, str], str] = {}
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -162,12 +207,16 @@ def validation_diagnostics(
         else:
             what = "key" if on_key else "value"
             gkey = (path, f"invalid {what}")
-            grouped.setdefault(gkey, []).append(_friendly(err))
+            grouped.setdefault(gkey, []).append(explain(err))
     out = []
-    for (path, summary), msgs in grouped.items():
-        uniq = list(dict.fromkeys(msgs))
-        text = f"{summary}: {' or '.join(uniq)}" if uniq else summary
-        out.append(error(file, (*base, *path), text, hints.get((path, summary), "")))
+    for (path, summary), items in grouped.items():
+        if items:
+            value = path[-1] if summary == "invalid key" and path else _value_at(data, path)
+            text, hint = combine(items, value)
+            summary = f"{summary}: {text}"
+        else:
+            hint = hints.get((path, summary), "")
+        out.append(error(file, (*base, *path), summary, hint))
     return out
 
 
@@ -182,6 +231,37 @@ def _validate(model: type[M], data: Any, file: str) -> tuple[M | None, list[Diag
         return None, validation_diagnostics(model, data, exc, file)
 
 
+PRUNABLE = ("mailboxes", "groups", "lists")
+
+
+def _pruned_model(
+    data: Any, diags: list[Diagnostic]
+) -> tuple[Postoffice | None, dict[str, set[str]]]:
+    """The postoffice without the mailboxes, groups and lists that failed, if that parses.
+
+    Only when every error sits inside one such entry: then the rest of the
+    file is still checked against the other files. A broken domain or a
+    top-level key leaves the whole file out.
+    """
+    if not isinstance(data, dict):
+        return None, {}
+    drop: dict[str, set[str]] = {}
+    for d in diags:
+        path = d.location.path if d.location else ()
+        if len(path) < 2 or path[0] not in PRUNABLE or not isinstance(data.get(path[0]), dict):
+            return None, {}
+        drop.setdefault(str(path[0]), set()).add(str(path[1]))
+    if not drop:
+        return None, {}
+    kept = dict(data)
+    for coll, names in drop.items():
+        kept[coll] = {k: v for k, v in data[coll].items() if str(k) not in names}
+    try:
+        return Postoffice.model_validate(kept), drop
+    except ValidationError:
+        return None, {}
+
+
 def _problem_diags(doc: YamlDoc, file: str) -> list[Diagnostic]:
     return [
         Diagnostic("error", p.message, Location(file, p.path, p.line, p.col), hint=p.hint)
@@ -189,13 +269,15 @@ def _problem_diags(doc: YamlDoc, file: str) -> list[Diagnostic]:
     ]
 
 
-def _load_file(path: Path, display: str, model: type[M]) -> tuple[str, M | None, list[Diagnostic]]:
-    """Read and validate one file; returns its digest, model and diagnostics."""
+def _load_file(
+    path: Path, display: str, model: type[M]
+) -> tuple[str, M | None, list[Diagnostic], Any]:
+    """Read and validate one file; returns its digest, model, diagnostics and raw data."""
     try:
         raw = path.read_bytes()
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return "", None, [error(display, (), f"cannot read file: {exc}")]
+        return "", None, [error(display, (), f"cannot read file: {exc}")], None
     digest = hashlib.sha256(raw).hexdigest()
     doc = read_yaml_text(text)
     diags = _problem_diags(doc, display)
@@ -204,9 +286,69 @@ def _load_file(path: Path, display: str, model: type[M]) -> tuple[str, M | None,
         and doc.problems
         and not any("duplicate" in p.message for p in doc.problems)
     ):
-        return digest, None, diags
+        return digest, None, diags, None
     obj, more = _validate(model, doc.data, display)
-    return digest, obj, diags + more
+    return digest, obj, diags + more, doc.data
+
+
+def _site_without(data: Any, diags: list[Diagnostic]) -> tuple[Site | None, set[PathT]]:
+    """site.yaml with every failing key left at its default, if that parses."""
+    paths = {d.location.path for d in diags if d.location}
+    if not isinstance(data, dict) or not paths or () in paths:
+        return None, set()
+
+    def without(node: Any, prefix: PathT) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: without(v, (*prefix, k)) for k, v in node.items() if (*prefix, k) not in paths
+            }
+        if isinstance(node, list):
+            return [
+                without(v, (*prefix, i)) for i, v in enumerate(node) if (*prefix, i) not in paths
+            ]
+        return node
+
+    try:
+        return Site.model_validate(without(data, ())), paths
+    except ValidationError:
+        return None, set()
+
+
+def _load_postoffice(path: Path, display: str, stamp: tuple[int, int]) -> _Cached:
+    d, po, diags, data = _load_file(path, display, Postoffice)
+    pruned: dict[str, set[str]] = {}
+    if po is None and diags:
+        po, pruned = _pruned_model(data, diags)
+    return _Cached(stamp, d, po, diags, pruned)
+
+
+# Rules about a key itself (a name, a domain), located at the key rather than its value.
+KEY_RULES = frozenset({"mixed-script", "confusable-domain", "reserved-name"})
+
+
+def _as_written(path: PathT, table: dict[PathT, tuple[int, int, int, int]]) -> PathT:
+    """The path as the file spells it: models normalise domain keys (IDNA, case)."""
+    if path in table:
+        return path
+    prefix: PathT = ()
+    for part in path:
+        step = (*prefix, part)
+        if step not in table and isinstance(part, str):
+            for key in table:
+                if len(key) == len(step) and key[:-1] == prefix and _same_key(key[-1], part):
+                    step = key
+                    break
+        prefix = step
+    return prefix
+
+
+def _same_key(written: object, normalised: str) -> bool:
+    if not isinstance(written, str):
+        return False
+    try:
+        return normalise_domain(written) == normalised
+    except AddressError:
+        return False
 
 
 def locate(diags: list[Diagnostic], files: dict[str, Path]) -> list[Diagnostic]:
@@ -228,41 +370,57 @@ def locate(diags: list[Diagnostic], files: dict[str, Path]) -> list[Diagnostic]:
             out.append(d)
             continue
         table = marks[loc.file]
-        at = loc.path
+        at = _as_written(loc.path, table)
         # Walk up to the nearest path we know (a missing key points at its parent).
         while at and at not in table:
             at = at[:-1]
         if at:
             kl, kc, vl, vc = table[at]
-            on_key = d.summary.startswith(("unknown key", "invalid key", "duplicate"))
-            out.append(d.located(kl, kc) if on_key or at != loc.path else d.located(vl, vc))
+            on_key = d.code in KEY_RULES or d.summary.startswith(
+                ("unknown key", "invalid key", "duplicate")
+            )
+            full = len(at) == len(loc.path)
+            out.append(d.located(kl, kc) if on_key or not full else d.located(vl, vc))
         else:
             out.append(d.located(1, 1))
     return out
 
 
-def load_site(site_dir: Path, cache: LoadCache | None = None) -> SiteConfig:
-    """Load and validate a whole site; raise ConfigError with every diagnostic."""
+def load_site(
+    site_dir: Path, cache: LoadCache | None = None, *, relative_to: Path | None = None
+) -> SiteConfig:
+    """Load and validate a whole site; raise ConfigError with every diagnostic.
+
+    File names in diagnostics are relative to `relative_to` (default: the
+    current directory), so `sites/example/postoffices/example.yaml:26:5` can be
+    pasted into an editor; the git hook passes its export folder, which gives
+    repository paths.
+    """
     from mailplat.config.validate import validate_site
 
     site_dir = site_dir.resolve()
+    base = (relative_to or Path.cwd()).resolve()
     if not site_dir.is_dir():
         raise ConfigError(
             [Diagnostic("error", f"site folder {site_dir} does not exist")], "no such site"
         )
     files: dict[str, Path] = {}
     diags: list[Diagnostic] = []
+    gaps = Gaps()
     digest = hashlib.sha256()
 
     site_path = site_dir / "site.yaml"
-    site_display = _display(site_path, site_dir)
+    site_display = _display(site_path, base)
     files[site_display] = site_path
     if site_path.exists():
-        d, site, more = _load_file(site_path, site_display, Site)
+        d, site, more, site_data = _load_file(site_path, site_display, Site)
         digest.update(d.encode())
         diags += more
+        if site is None and more:
+            site, gaps.site_dropped = _site_without(site_data, more)
     else:
         site = Site()
+        gaps.site = True
         diags.append(
             error(site_display, (), "site.yaml is missing", "create it; `{}` is a valid minimum")
         )
@@ -277,23 +435,27 @@ def load_site(site_dir: Path, cache: LoadCache | None = None) -> SiteConfig:
         for gone in set(cache.entries) - live:
             del cache.entries[gone]
     for path in paths:
-        display = _display(path, site_dir)
+        display = _display(path, base)
         files[display] = path
         key = str(path)
         st = path.stat()
         stamp = (st.st_mtime_ns, st.st_size)
         entry = cache.entries.get(key) if cache is not None else None
         if entry is None or entry.stamp != stamp:
-            d, po, more = _load_file(path, display, Postoffice)
-            entry = _Cached(stamp, d, po, more)
+            entry = _load_postoffice(path, display, stamp)
             if cache is not None:
                 cache.entries[key] = entry
                 cache.parsed += 1
         digest.update(entry.digest.encode())
         diags += entry.diags
         if entry.model is None:
+            gaps.postoffices.add(path.stem)
             continue
-        name = entry.model.name or path.stem
+        # The file name is the postoffice's name; a mismatching `name:` is an
+        # error of its own and must not make other rules miss this postoffice.
+        name = path.stem
+        if entry.pruned:
+            gaps.pruned[name] = entry.pruned
         if entry.model.name and entry.model.name != path.stem:
             diags.append(
                 error(
@@ -308,27 +470,29 @@ def load_site(site_dir: Path, cache: LoadCache | None = None) -> SiteConfig:
 
     expect: Expectations | None = None
     expect_path = site_dir / "expect.yaml"
+    expect_display = _display(expect_path, base)
     if expect_path.exists():
-        display = _display(expect_path, site_dir)
+        display = expect_display
         files[display] = expect_path
-        d, expect, more = _load_file(expect_path, display, Expectations)
+        d, expect, more, _ = _load_file(expect_path, display, Expectations)
         digest.update(d.encode())
         diags += more
 
     if site is None:
-        raise ConfigError(locate(diags, files))
+        gaps.site = True
     config = SiteConfig(
         root=site_dir,
         name=site_dir.name,
-        site=site,
+        site=site or Site(),
         postoffices=postoffices,
         files=po_files,
         site_file=site_display,
         expect=expect,
         digest=digest.hexdigest(),
+        expect_file=expect_display,
     )
-    if not has_errors(diags):
-        diags += validate_site(config)
+    # Cross-object rules run over whatever parsed, so one run shows every error.
+    diags += validate_site(config, gaps)
     diags = locate(diags, files)
     if has_errors(diags):
         raise ConfigError(diags)

@@ -10,18 +10,24 @@ turns paths into line:col. Rules:
 - abuse/postmaster/catchall/owner targets name a mailbox or a valid address,
   and local target addresses exist;
 - no group or redirect loops;
+- no autoresponder on a mailbox that receives postmaster mail (named
+  postmaster, or a domain's postmaster: target), as the seed product forbids:
+  answering bounces and abuse reports automatically makes loops and backscatter;
 - default_postoffice exists; listeners do not collide; TLS listeners have certs;
 - no smart host (global or a domain's) points back at one of our own SMTP
   listeners, which would loop every remote message through us forever;
-- warnings: no postmaster, local-sender relaying, open privileged ranges.
+- warnings: no postmaster, local-sender relaying, open privileged ranges,
+  look-alike domains (mixed scripts in a label, or two domains with the same
+  confusable skeleton), and object names Windows filesystems reserve.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
+from mailplat.config.confusable import mixed_scripts, skeleton, unicode_name
 from mailplat.config.diagnostics import Diagnostic, PathPart, error, warning
-from mailplat.config.load import SiteConfig
+from mailplat.config.load import Gaps, SiteConfig
 from mailplat.config.models.base import split_host_port
 from mailplat.config.models.site import Site
 from mailplat.core.address import try_parse
@@ -30,23 +36,37 @@ from mailplat.core.netmatch import is_open_range
 Owner = tuple[str, tuple[PathPart, ...], str]  # file, path, description
 
 
-def validate_site(config: SiteConfig) -> list[Diagnostic]:
-    """Every cross-object problem of a site."""
+def validate_site(config: SiteConfig, gaps: Gaps | None = None) -> list[Diagnostic]:
+    """Every cross-object problem of a site.
+
+    `gaps` names what did not parse (a broken site.yaml, postoffice files,
+    entries dropped from a file); rules that would need those stay silent.
+    """
+    gaps = gaps or Gaps()
     diags: list[Diagnostic] = []
-    diags += _check_site(config)
-    diags += _check_smart_hosts(config)
-    owners, edges, targets = _collect(config, diags)
-    diags += _check_targets(config, owners, targets)
+    diags += _check_site(config, gaps)
+    if gaps.site_ok(("listeners",), ("server", "host_name"), ("delivery", "smart_host")):
+        diags += _check_smart_hosts(config)
+    owners, edges, targets = _collect(config, diags, gaps)
+    diags += _check_targets(config, owners, targets, gaps)
     diags += _check_loops(config, edges)
+    diags += _check_postmaster_autoreply(config, owners)
+    diags += _check_lookalike_domains(config)
+    diags += _check_reserved_names(config)
     return diags
 
 
-def _check_site(config: SiteConfig) -> list[Diagnostic]:
+def _check_site(config: SiteConfig, gaps: Gaps) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     f = config.site_file
     site = config.site
     default = site.server.default_postoffice
-    if default and default not in config.postoffices:
+    if (
+        default
+        and gaps.site_ok(("server", "default_postoffice"))
+        and default not in config.postoffices
+        and default not in gaps.postoffices
+    ):
         out.append(
             error(
                 f,
@@ -56,6 +76,8 @@ def _check_site(config: SiteConfig) -> list[Diagnostic]:
                 + ", ".join(sorted(config.postoffices)),
             )
         )
+    if gaps.site:
+        return out  # site.yaml did not parse at all
     if site.relay.allow_local_senders:
         out.append(
             warning(
@@ -63,6 +85,7 @@ def _check_site(config: SiteConfig) -> list[Diagnostic]:
                 ("relay", "allow_local_senders"),
                 "allow_local_senders lets anyone who forges a local From address relay mail",
                 "prefer allow_authenticated or privileged_ips",
+                code="local-senders-relay",
             )
         )
     for i, pattern in enumerate(site.relay.privileged_ips):
@@ -73,9 +96,12 @@ def _check_site(config: SiteConfig) -> list[Diagnostic]:
                     ("relay", "privileged_ips", i),
                     f"{pattern} matches every client: this server is an open relay",
                     "list only your own networks",
+                    code="open-relay",
                 )
             )
     seen: dict[str, str] = {}
+    if not gaps.site_ok(("listeners",)):
+        return out
     for lname in ("smtp", "submission", "smtps", "pop3", "pop3s"):
         listener = getattr(site.listeners, lname)
         if not listener.enabled:
@@ -185,7 +211,7 @@ def _check_smart_hosts(config: SiteConfig) -> list[Diagnostic]:
 
 
 def _collect(
-    config: SiteConfig, diags: list[Diagnostic]
+    config: SiteConfig, diags: list[Diagnostic], gaps: Gaps
 ) -> tuple[
     dict[str, Owner], dict[str, list[str]], list[tuple[str, tuple[PathPart, ...], str, str]]
 ]:
@@ -310,8 +336,10 @@ def _collect(
                 value = getattr(dom, attr)
                 if value:
                     targets.append((file, ("domains", dname, attr), po_name, value))
-        has_postmaster = "postmaster" in {m.lower() for m in po.mailboxes} or all(
-            d.postmaster for d in po.domains.values()
+        has_postmaster = (
+            "postmaster" in {m.lower() for m in po.mailboxes}
+            or gaps.removed(po_name, "mailboxes", "postmaster")
+            or all(d.postmaster for d in po.domains.values())
         )
         if po.domains and not has_postmaster:
             diags.append(
@@ -321,6 +349,7 @@ def _collect(
                     f"postoffice {po_name} has no postmaster mailbox",
                     "RFC 5321 §4.5.1 requires postmaster@ for every domain: add a mailbox "
                     "named postmaster or a postmaster: target on each domain",
+                    code="no-postmaster",
                 )
             )
     return owners, edges, targets
@@ -330,12 +359,16 @@ def _check_targets(
     config: SiteConfig,
     owners: dict[str, Owner],
     targets: list[tuple[str, tuple[PathPart, ...], str, str]],
+    gaps: Gaps,
 ) -> list[Diagnostic]:
     out: list[Diagnostic] = []
-    local_domains = {d for po in config.postoffices.values() for d in po.domains}
+    domain_po = {d: name for name, po in config.postoffices.items() for d in po.domains}
+    local_domains = set(domain_po)
     for file, path, po_name, target in targets:
         if "@" not in target:
-            if target not in config.postoffices[po_name].mailboxes:
+            if target not in config.postoffices[po_name].mailboxes and not gaps.removed(
+                po_name, "mailboxes", target
+            ):
                 out.append(
                     error(
                         file,
@@ -350,6 +383,8 @@ def _check_targets(
             out.append(error(file, path, f"{target!r} is not a valid address"))
             continue
         if parsed.domain in local_domains and parsed.key not in owners:
+            if gaps.incomplete(domain_po[parsed.domain]):
+                continue  # the owner may be an entry that failed to parse
             local = parsed.local.lower()
             dom = next(
                 po.domains[parsed.domain]
@@ -371,6 +406,135 @@ def _check_targets(
                     )
                 )
     return out
+
+
+def _check_postmaster_autoreply(config: SiteConfig, owners: dict[str, Owner]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    flagged: set[tuple[str, str]] = set()
+
+    def flag(po_name: str, mb_name: str, why: str) -> None:
+        po = config.postoffices.get(po_name)
+        mb = po.mailboxes.get(mb_name) if po else None
+        if mb is None or mb.autoresponder is None or not mb.autoresponder.enabled:
+            return
+        if (po_name, mb_name) in flagged:
+            return
+        flagged.add((po_name, mb_name))
+        out.append(
+            error(
+                config.files[po_name],
+                ("mailboxes", mb_name, "autoresponder"),
+                f"mailbox {po_name}/{mb_name} receives postmaster mail ({why}), so it must not "
+                "have an autoresponder",
+                "automatic replies to bounces and reports loop and hit innocent senders: "
+                "remove the autoresponder (or set enabled: false), or point postmaster: at "
+                "another mailbox",
+            )
+        )
+
+    for po_name, po in config.postoffices.items():
+        for mb_name in po.mailboxes:
+            if mb_name.lower() == "postmaster":
+                flag(po_name, mb_name, "it is named postmaster")
+        for dname, dom in po.domains.items():
+            target = dom.postmaster
+            if not target:
+                continue
+            why = f"postmaster: of domain {dname}"
+            if "@" not in target:
+                flag(po_name, target, why)
+                continue
+            parsed = try_parse(target)
+            owner = owners.get(parsed.key) if parsed else None
+            mailbox = _mailbox_of(owner) if owner else None
+            if mailbox:
+                flag(*mailbox, why)
+    return out
+
+
+def _check_lookalike_domains(config: SiteConfig) -> list[Diagnostic]:
+    """Warn about domains a reader can mistake for another (homographs)."""
+    out: list[Diagnostic] = []
+    seen: dict[str, tuple[str, str]] = {}  # skeleton -> (domain, postoffice)
+    for po_name, po in config.postoffices.items():
+        file = config.files[po_name]
+        for dname in po.domains:
+            shown = unicode_name(dname)
+            label_of = f"{shown} ({dname})" if shown != dname else dname
+            for label in shown.split("."):
+                scripts = mixed_scripts(label)
+                if scripts:
+                    out.append(
+                        warning(
+                            file,
+                            ("domains", dname),
+                            f"domain {label_of} mixes {' and '.join(s.title() for s in scripts)} "
+                            f"letters in {label!r}: it can pass for another name",
+                            "write each label in one script; if the name is meant so, "
+                            "this warning can be ignored",
+                            code="mixed-script",
+                        )
+                    )
+            key = skeleton(dname)
+            other = seen.get(key)
+            if other is None:
+                seen[key] = (dname, po_name)
+            elif other[0] != dname:
+                out.append(
+                    warning(
+                        file,
+                        ("domains", dname),
+                        f"domain {label_of} looks like domain {unicode_name(other[0])} "
+                        f"(postoffice {other[1]}): readers cannot tell them apart",
+                        "check that both are meant; a look-alike domain is a phishing tool",
+                        code="confusable-domain",
+                    )
+                )
+    return out
+
+
+# Device names Windows refuses as file names, with any extension (con.txt too).
+_RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{n}" for d in ("com", "lpt") for n in range(1, 10)}
+
+
+_RENAME_HINT = {
+    "mailbox": "rename it (e.g. {name}-box) and list {name}@ under addresses: to keep the address",
+    "group": "rename the group; its address: stays as it is",
+    "list": "rename the list (its address is <name>@<domain>, so that changes too)",
+}
+
+
+def _check_reserved_names(config: SiteConfig) -> list[Diagnostic]:
+    """Warn about names that cannot be a file or folder on Windows filesystems."""
+    out: list[Diagnostic] = []
+    for po_name, po in config.postoffices.items():
+        file = config.files[po_name]
+        named = [
+            *(("mailbox", "mailboxes", n) for n in po.mailboxes),
+            *(("group", "groups", n) for n in po.groups),
+            *(("list", "lists", n) for n in po.lists),
+        ]
+        for what, coll, name in named:
+            if name.split(".", 1)[0].lower() in _RESERVED:
+                out.append(
+                    warning(
+                        file,
+                        (coll, name),
+                        f"{what} name {name!r} is reserved on Windows filesystems "
+                        "(CON, PRN, AUX, NUL, COM1-9, LPT1-9, with any extension): its folder "
+                        "cannot be copied to, backed up on or served from one",
+                        _RENAME_HINT[what].format(name=name),
+                        code="reserved-name",
+                    )
+                )
+    return out
+
+
+def _mailbox_of(owner: Owner) -> tuple[str, str] | None:
+    """(postoffice, mailbox) of an address owned by a mailbox (see claim() in _collect)."""
+    kind, _, name = owner[2].partition(" ")
+    po_name, _, mb_name = name.partition("/")
+    return (po_name, mb_name) if kind == "mailbox" and mb_name else None
 
 
 def _check_loops(config: SiteConfig, edges: dict[str, list[str]]) -> list[Diagnostic]:

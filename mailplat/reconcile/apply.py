@@ -58,8 +58,10 @@ from mailplat.reconcile.state import (
 )
 from mailplat.store.maildir import Maildir, sync_filesystem
 
-# Called after each Maildir: (done, total, mailbox key); the CLI draws a progress bar.
+# Called after each Maildir with (done, total, mailbox key), and once more with
+# SYNCING while the filesystem is flushed; the CLI draws a progress bar from it.
 Progress = Callable[[int, int, str], None]
+SYNCING = "syncing to disk"
 
 
 class ApplyError(MailplatError):
@@ -180,6 +182,8 @@ def provision(
         if progress is not None:
             progress(i, total, item.mailbox)
     if bulk:
+        if progress is not None:
+            progress(total, total, SYNCING)
         sync_filesystem()
     return created, welcomed
 

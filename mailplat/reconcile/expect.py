@@ -38,8 +38,7 @@ class ExpectReport:
 
 
 def _display(config: SiteConfig) -> tuple[str, Path]:
-    path = config.root / EXPECT_FILE
-    return f"{config.root.name}/{EXPECT_FILE}", path
+    return config.expect_file, config.root / EXPECT_FILE
 
 
 def _site_arg(config: SiteConfig) -> str:

@@ -10,6 +10,7 @@ without rebinding anything.
 
 from __future__ import annotations
 
+import errno
 import logging
 import ssl
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 from mailplat.config.models.base import split_host_port
 from mailplat.config.models.site import Listener, Site
 from mailplat.connectors.smtp_in.listener import ConnectionGate, SmtpListener
+from mailplat.core.errors import MailplatError
 from mailplat.runtime.tls import server_context
 from mailplat.services.pop3.listener import Pop3Server
 
@@ -30,6 +32,31 @@ POP_KINDS = ("pop3", "pop3s")
 DEFAULT_PORTS = {"smtp": 25, "submission": 587, "smtps": 465, "pop3": 110, "pop3s": 995}
 
 Key = tuple[str, str, int]
+
+
+class BindError(MailplatError):
+    """A listener could not bind; the message says which, why and what to change."""
+
+
+def bind_error(kind: str, host: str, port: int, exc: OSError) -> BindError:
+    """One line for an admin: the address, the reason and the fix."""
+    where = f"cannot listen on {host}:{port} for {kind}"
+    setting = f"listeners.{kind}.bind in site.yaml"
+    if exc.errno == errno.EADDRINUSE:
+        why = (
+            "the address is already in use; stop what listens there "
+            f"(`ss -ltnp 'sport = :{port}'` shows it) or change {setting}"
+        )
+    elif exc.errno == errno.EACCES:
+        why = (
+            "permission denied: ports below 1024 need root; start as root with server.user "
+            f"set (it drops root after binding), or use a port above 1023 in {setting}"
+        )
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = f"{host} is not an address of this host; change {setting}"
+    else:
+        why = f"{exc.strerror or exc}; check {setting}"
+    return BindError(f"{where}: {why}")
 
 
 @dataclass(frozen=True)
@@ -141,17 +168,23 @@ class ListenerSet:
                     self._context(spec.tls),
                     spec.auth_requires_tls,
                 )
-                await smtp.start()
+                try:
+                    await smtp.start()
+                except OSError as exc:
+                    raise bind_error(spec.kind, spec.host, spec.port, exc) from exc
                 self._smtp[key] = smtp
                 changed.append(f"started {spec.kind} {smtp.host}:{smtp.port}")
             else:
                 if self.pop3 is None:
                     self.pop3 = self._pop3_factory()
                 tls = self._context(spec.tls)
-                if spec.kind == "pop3s":
-                    port = await self.pop3.start(spec.host, spec.port, ssl_context=tls)
-                else:
-                    port = await self.pop3.start(spec.host, spec.port, starttls_context=tls)
+                try:
+                    if spec.kind == "pop3s":
+                        port = await self.pop3.start(spec.host, spec.port, ssl_context=tls)
+                    else:
+                        port = await self.pop3.start(spec.host, spec.port, starttls_context=tls)
+                except OSError as exc:
+                    raise bind_error(spec.kind, spec.host, spec.port, exc) from exc
                 self._pop[key] = Bound(spec.kind, spec.host, port)
                 log.info("listening protocol=%s address=%s:%d", spec.kind, spec.host, port)
                 changed.append(f"started {spec.kind} {spec.host}:{port}")

@@ -1,8 +1,13 @@
 """The mail server process: start everything a site declares, stop it gracefully.
 
-Server.start() opens the spool (recovering whatever a crash left), starts the
-MTA agent and local delivery, then the listeners (one line logged per bound
-address). serve_until(event) runs until the event is set (signals in the
+Server.start() binds the listeners first (one line logged per bound
+address; as root on ports below 1024), then drops root to server.user when
+one is set, checks the data root is usable, opens the spool (recovering
+whatever a crash left) and starts the MTA agent and deliveries. Sessions that
+arrive meanwhile wait for the spool before their DATA is accepted. A start
+that fails raises StartError (one line: the problem and the fix) after
+closing everything it opened, so a failed start is never taken for a crash
+by the next one. serve_until(event) runs until the event is set (signals in the
 CLI, a plain event in tests). stop() is uvicorn's four steps: stop
 accepting, let sessions finish (up to a timeout), cancel the rest, flush.
 The Directory is one reference, swapped whole by a reload.
@@ -12,10 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import grp
 import logging
 import os
+import pwd
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,7 @@ from mailplat.auth.memory import ExpiringMemory, PopBeforeSmtp
 from mailplat.auth.throttle import Limits, LoginThrottle
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig
+from mailplat.config.models.site import Server as ServerSettings
 from mailplat.config.models.site import Site
 from mailplat.connectors.postoffice.deliver import LocalDelivery
 from mailplat.connectors.smtp_in.listener import ConnectionGate
@@ -38,17 +48,18 @@ from mailplat.mta.agent import Agent
 from mailplat.reconcile.live import ConfigRefused, reconcile
 from mailplat.reconcile.state import Generation, now_iso, read_generation
 from mailplat.runtime import queue_control
-from mailplat.runtime.listeners import Bound, ListenerSet, check_tls
+from mailplat.runtime.listeners import Bound, ListenerSet, check_tls, specs
 from mailplat.services.pop3.listener import Pop3Server
 from mailplat.services.pop3.session import LoginDisabled, LoginThrottled, MailboxHandle
-from mailplat.spool.queue import Spool
+from mailplat.spool.queue import CLEAN_STOP, Spool
+from mailplat.spool.recover import RecoveryReport
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
 
 log = logging.getLogger("mailplat.server")
 
-__all__ = ["Bound", "Server"]
+__all__ = ["Bound", "RunAs", "Server", "StartError", "prepare_data_root", "run_as"]
 
 RECENT_DIRECTORIES = 16
 DNS_CHECK_TIMEOUT = 5.0  # a slow DNS must not hold an SMTP session for long
@@ -67,6 +78,143 @@ def login_limits(site: Site) -> Limits:
     )
 
 
+PRIVILEGED_PORTS = 1024
+
+
+class StartError(MailplatError):
+    """The server cannot start; the message names the problem and the fix in one line."""
+
+
+# -- privileges and the data root -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged account a root-started server drops to (server.user/group)."""
+
+    user: str
+    uid: int
+    gid: int
+
+
+def run_as(settings: ServerSettings) -> RunAs | None:
+    """The account to drop to, or None to stay as we are; StartError when it cannot work."""
+    user = settings.user
+    if user is None:
+        if settings.group is not None:
+            raise StartError("server.group is set without server.user; set both or neither")
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise StartError(
+            f"server.user {user!r} does not exist on this host; create it "
+            f"(useradd --system --no-create-home {user}) or change server.user"
+        ) from None
+    gid = entry.pw_gid
+    if settings.group is not None:
+        try:
+            gid = grp.getgrnam(settings.group).gr_gid
+        except KeyError:
+            raise StartError(
+                f"server.group {settings.group!r} does not exist on this host; create it "
+                "or change server.group"
+            ) from None
+    if os.geteuid() != 0:
+        if os.geteuid() == entry.pw_uid:
+            return None  # started as that user already (e.g. by systemd's User=)
+        raise StartError(
+            f"server.user is {user!r}, but mailplat runs as uid {os.geteuid()}, not root: "
+            f"start it as root (it binds the ports, then drops to {user}) or as {user}"
+        )
+    if entry.pw_uid == 0:
+        raise StartError(f"server.user {user!r} is root; name an unprivileged user")
+    return RunAs(user, entry.pw_uid, gid)
+
+
+def _chown_tree(root: Path, account: RunAs) -> int:
+    """Hand every file under root to the account (lchown where it differs); count changed."""
+    changed = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for path in (dirpath, *(os.path.join(dirpath, f) for f in files)):
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != (account.uid, account.gid):
+                os.lchown(path, account.uid, account.gid)
+                changed += 1
+    return changed
+
+
+def prepare_data_root(root: Path, account: RunAs | None, *extra: Path) -> None:
+    """Create the data root; when root will drop to `account`, give it the whole tree.
+
+    Maildirs made by an offline `mailplat apply` run as root belong to root;
+    the dropped server must still deliver into them, so ownership is fixed on
+    every start (only entries that differ are touched).
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if account is not None:
+            changed = sum(_chown_tree(p, account) for p in (root, *extra) if p.exists())
+            if changed:
+                log.info("data root handed to user=%s entries=%d", account.user, changed)
+    except OSError as exc:
+        raise StartError(
+            f"cannot use data root {root}: {exc.strerror or exc} ({exc.filename or root}); "
+            "pick a folder this user can write with --data, MAILPLAT_DATA or server.data_root"
+        ) from exc
+
+
+def check_data_root(root: Path) -> None:
+    """StartError unless this process can create files in the data root and its folders."""
+    who = _whoami()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        for sub in ("spool", "state", "postoffices"):
+            path = root / sub
+            if path.exists() and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    except OSError as exc:
+        raise StartError(
+            f"data root {root} is not usable by user {who}: {exc.strerror or exc} "
+            f"({exc.filename or root}); fix: chown -R {who} {root} (and let {who} enter its "
+            "parent folders), or pick another folder with --data"
+        ) from exc
+
+
+def _whoami() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def drop_privileges(account: RunAs) -> None:
+    """Become the account for good: supplementary groups, then gid, then uid."""
+    os.setgroups([account.gid])
+    os.setgid(account.gid)
+    os.setuid(account.uid)
+    if os.getuid() != account.uid or os.geteuid() != account.uid or os.getegid() != account.gid:
+        raise StartError(f"could not drop privileges to {account.user}")
+    log.info("privileges dropped user=%s uid=%d gid=%d", account.user, account.uid, account.gid)
+
+
+def refuse_root(site: Site, root_dir: Path, account: RunAs | None) -> None:
+    """Root on a real site (ports below 1024) must have somewhere to drop to."""
+    if account is not None or os.geteuid() != 0:
+        return
+    low = sorted({s.port for s in specs(site, root_dir) if 0 < s.port < PRIVILEGED_PORTS})
+    if low:
+        ports = ", ".join(map(str, low))
+        raise StartError(
+            f"refusing to serve port(s) {ports} as root without server.user: set server.user "
+            "in site.yaml (e.g. mailplat, made with `useradd --system --no-create-home "
+            "mailplat`) so the server drops root once the ports are bound"
+        )
+
+
 class _Pop3Backend:
     """The POP3 service's view of the server: logins against the current Directory."""
 
@@ -81,10 +229,15 @@ class Server:
     """One mailplat process serving one site."""
 
     def __init__(
-        self, config: SiteConfig, data_root: Path, load_cache: LoadCache | None = None
+        self,
+        config: SiteConfig,
+        data_root: Path,
+        load_cache: LoadCache | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         self.config = config
         self.data_root = data_root
+        self.run_as = run_as
         self._directory = Directory(config)
         self.spool = Spool(data_root / "spool")
         self.quota = QuotaTracker()
@@ -145,6 +298,9 @@ class Server:
             self._recent.popitem(last=False)
 
     async def accept(self, env: Envelope, data: bytes) -> str:
+        # Listeners are bound before the spool opens (privileges are dropped in
+        # between); a DATA that arrives in those milliseconds waits for it.
+        await self.started.wait()
         queue_id = await self.spool.receive(env, data)
         self.agent.kick()
         return queue_id
@@ -214,6 +370,7 @@ class Server:
     async def pop3_authenticate(
         self, login: str, password: str, client_ip: str
     ) -> MailboxHandle | None:
+        await self.started.wait()  # no Maildir is touched before privileges are dropped
         result = await self.logins.check(login, password, client_ip, "pop3")
         if result.outcome is Outcome.THROTTLED:
             raise LoginThrottled(client_ip)
@@ -244,20 +401,54 @@ class Server:
         )
 
     async def start(self) -> None:
+        """Bind, drop root, open the spool, start the workers; StartError on failure."""
         asyncio.get_running_loop().set_exception_handler(loop_exception)
-        report = await asyncio.to_thread(self.spool.open)
-        log.info("spool opened %s", report)
         site = self._directory.site
-        self.agent.poll_seconds = float(site.delivery.queue_poll_seconds)
-        self._tasks.append(asyncio.create_task(self.agent.run(), name="mta"))
-        self._tasks.append(asyncio.create_task(self.delivery.run(), name="delivery"))
-        self._tasks.append(asyncio.create_task(self.outbound.run(), name="outbound"))
-        await self.listeners.sync(site, self.config.root)
-        self.control = await channel.serve(channel.socket_path(self.data_root), self.handle_control)
+        report: RecoveryReport | None = None
+        try:
+            refuse_root(site, self.config.root, self.run_as)
+            await self.listeners.sync(site, self.config.root)
+            if self.run_as is not None:
+                drop_privileges(self.run_as)
+            check_data_root(self.data_root)
+            report = await asyncio.to_thread(self.spool.open)
+            log.info("spool opened %s", report)
+            self.agent.poll_seconds = float(site.delivery.queue_poll_seconds)
+            self._tasks.append(asyncio.create_task(self.agent.run(), name="mta"))
+            self._tasks.append(asyncio.create_task(self.delivery.run(), name="delivery"))
+            self._tasks.append(asyncio.create_task(self.outbound.run(), name="outbound"))
+            self.control = await channel.serve(
+                channel.socket_path(self.data_root), self.handle_control
+            )
+        except BaseException as exc:
+            await self._abort_start(report)
+            if isinstance(exc, OSError):
+                raise StartError(
+                    f"cannot start: {exc.strerror or exc} ({exc.filename or self.data_root})"
+                ) from exc
+            raise
         self.agent.kick()
         self.delivery.kick()
         self.outbound.kick()
         self.started.set()
+
+    async def _abort_start(self, report: RecoveryReport | None) -> None:
+        """Undo a start that failed half way: close what was opened, in reverse."""
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.listeners.stop_all()
+        # close() leaves the clean-stop marker, so the next start does not take
+        # this failed one for a crash. If this open itself found a crash, the
+        # marker goes again: the records it flagged must stay flagged next time.
+        self.spool.close()
+        if report is not None and report.after_crash:
+            (self.spool.root / CLEAN_STOP).unlink(missing_ok=True)
 
     def bound(self) -> list[Bound]:
         return self.listeners.bound()

@@ -30,9 +30,11 @@ def test_validate_reports_all_errors_with_locations(monkeypatch) -> None:
         "many_errors/postoffices/po.yaml:7:15",
         "many_errors/postoffices/po.yaml:8:5",
         "many_errors/postoffices/po2.yaml:4:5",
+        # a cross-object error, reported although site.yaml has a field error
+        "many_errors/site.yaml:4:23",
     ):
         assert f"{where}: error:" in result.stderr
-    assert "4 error(s)" in result.stderr
+    assert "5 error(s)" in result.stderr
     data = json.loads(run("check", "many_errors", "--json").stdout)
     assert data["ok"] is False
     assert [(d["line"], d["col"]) for d in data["diagnostics"]] == [
@@ -40,6 +42,7 @@ def test_validate_reports_all_errors_with_locations(monkeypatch) -> None:
         (7, 15),
         (8, 5),
         (4, 5),
+        (4, 23),
     ]
 
 

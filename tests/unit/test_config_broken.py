@@ -16,15 +16,26 @@ from mailplat.config.load import load_site
 from mailplat.core.errors import ConfigError
 from mailplat.reconcile.expect import run_expectations
 
-BROKEN = Path(__file__).parent.parent / "fixtures" / "broken"
+ROOT = Path(__file__).resolve().parent.parent.parent
+BROKEN = ROOT / "tests" / "fixtures" / "broken"
 PO = "postoffices/po.yaml"
+# Diagnostics name files relative to the current directory; the tests run from the checkout.
+REL = "tests/fixtures/broken"
+
+
+@pytest.fixture(autouse=True)
+def _from_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+
 
 # case -> [(file:line:col relative to the case folder, message fragment, hint fragment)]
 CASES: dict[str, list[tuple[str, str, str]]] = {
     "syntax_error": [(f"{PO}:7:6", "YAML syntax error: did not find expected ','", "indentation")],
     "duplicate_key": [(f"{PO}:7:3", "duplicate key 'alice' (first on line 6)", "remove one")],
     "unknown_key": [(f"{PO}:7:5", "unknown key 'quota'", "did you mean 'quota_mb'?")],
-    "wrong_type": [(f"{PO}:7:15", "invalid value: Input should be a valid integer", "")],
+    "wrong_type": [
+        (f"{PO}:7:15", "invalid value: expected a whole number or 'unlimited', got 'lots'", "")
+    ],
     "plain_password": [(f"{PO}:7:15", "plain-text passwords are refused", "")],
     "missing_required": [(f"{PO}:9:5", "missing required key 'address'", "add `address:`")],
     "smarthost_auth_sources": [
@@ -66,10 +77,37 @@ CASES: dict[str, list[tuple[str, str, str]]] = {
     "tls_missing": [("site.yaml:7:5", "listener smtps needs a tls: certificate", "self-signed")],
     "bind_collision": [("site.yaml:9:12", "127.0.0.1:2525 is already used by listener smtp", "")],
     "many_errors": [
-        ("site.yaml:6:19", "invalid value: Input should be a valid integer", ""),
+        ("site.yaml:6:19", "invalid value: expected a whole number, got 'zero'", ""),
+        # Cross-object errors come in the same run as the field errors.
+        ("site.yaml:4:23", "default_postoffice 'nope' does not exist", ""),
         (f"{PO}:7:15", "plain-text passwords are refused", ""),
         (f"{PO}:8:5", "unknown key 'quotta_mb'", "did you mean 'quota_mb'?"),
         ("postoffices/po2.yaml:4:5", "unknown key 'catchal'", "did you mean 'catchall'?"),
+    ],
+    # A field error in one file hides no cross-object error of the others, and no
+    # rule guesses about what did not parse (alice, po3 as default_postoffice).
+    "field_and_cross_errors": [
+        (f"{PO}:7:15", "expected a whole number or 'unlimited', got 'lots'", ""),
+        ("postoffices/po3.yaml:2:10", "expected a mapping (key: value lines), got a list", ""),
+        (f"{PO}:10:14", "group address team@elsewhere.test is not on a domain", ""),
+        ("postoffices/po2.yaml:4:15", "no mailbox 'nobody' in postoffice po2", ""),
+    ],
+    # Values that reach a header or an SMTP line: refused, never flattened at runtime.
+    "header_injection": [
+        ("site.yaml:4:14", "contains a carriage return (CR) at character 10", "one line"),
+        ("site.yaml:6:11", "contains a carriage return (CR) at character 20", "one line"),
+        ("site.yaml:8:20", "'X-Original To:' is not a header field name", "X-Original-To"),
+        (f"{PO}:5:12", "contains a line feed (LF) at character 8", "quoted string"),
+        (f"{PO}:11:16", "contains a line feed (LF) at character 5", "|- / >-"),
+        (f"{PO}:16:19", "contains the control character U+0000", "invisible"),
+        (f"{PO}:22:21", "contains a carriage return (CR) at character 7", "one line"),
+    ],
+    # The seed forbids an autoresponder on postmaster mail; bob has no postmaster
+    # role and dave's autoresponder is off, so neither is reported.
+    "postmaster_autoresponder": [
+        (f"{PO}:12:20", "mailbox po/PostMaster receives postmaster mail (it is named", "remove"),
+        (f"{PO}:14:20", "mailbox po/alice receives postmaster mail (postmaster: of domain u", ""),
+        (f"{PO}:18:20", "mailbox po/carol receives postmaster mail (postmaster: of domain v", ""),
     ],
     "many_cross_errors": [
         ("site.yaml:4:23", "default_postoffice 'nope' does not exist", ""),
@@ -82,7 +120,7 @@ CASES: dict[str, list[tuple[str, str, str]]] = {
 
 def test_every_fixture_has_a_case() -> None:
     folders = {p.name for p in BROKEN.iterdir() if p.is_dir()}
-    assert folders - {"expect_failure", "warnings_only"} == set(CASES)
+    assert folders - {"expect_failure", "warnings_only", "lookalikes"} == set(CASES)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -95,7 +133,7 @@ def test_broken_fixture_reports_every_error_with_its_location(case: str) -> None
     assert len(got) == len(expected), got
     for where, fragment, hint in expected:
         matches = [
-            g for g in got if g[0] == f"{case}/{where}" and fragment in g[1] and hint in g[2]
+            g for g in got if g[0] == f"{REL}/{case}/{where}" and fragment in g[1] and hint in g[2]
         ]
         assert matches, f"no error at {case}/{where} with {fragment!r} / {hint!r}; got {got}"
 
@@ -105,12 +143,12 @@ def test_expect_failures_name_each_case_at_its_line() -> None:
     report = run_expectations(config, Directory(config))
     assert not report.ok
     got = [(str(d.location), d.summary) for d in report.diagnostics]
-    assert got[0][0] == "expect_failure/expect.yaml:5:5"
+    assert got[0][0] == f"{REL}/expect_failure/expect.yaml:5:5"
     assert "route case 2 fails: nobody@t.test should land on mailbox:po/alice" in got[0][1]
     assert "lands on reject" in got[0][1]
-    assert got[1][0] == "expect_failure/expect.yaml:8:5"
+    assert got[1][0] == f"{REL}/expect_failure/expect.yaml:8:5"
     assert "relay case 1" in got[1][1] and "should be allowed but is denied" in got[1][1]
-    assert got[2][0] == "expect_failure/expect.yaml:9:5"
+    assert got[2][0] == f"{REL}/expect_failure/expect.yaml:9:5"
     assert "login 'ghost' matches no mailbox" in got[2][1]
     assert len(got) == 3
 
@@ -119,9 +157,9 @@ def test_warnings_do_not_fail_validation() -> None:
     config = load_site(BROKEN / "warnings_only")
     got = sorted((str(d.location), d.summary) for d in config.warnings)
     assert [g[0] for g in got] == [
-        "warnings_only/postoffices/po.yaml:5:3",
-        "warnings_only/site.yaml:6:24",
-        "warnings_only/site.yaml:7:20",
+        f"{REL}/warnings_only/postoffices/po.yaml:5:3",
+        f"{REL}/warnings_only/site.yaml:6:24",
+        f"{REL}/warnings_only/site.yaml:7:20",
     ]
     assert "no postmaster mailbox" in got[0][1]
     assert "forges a local From" in got[1][1]

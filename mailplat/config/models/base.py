@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
 
 from mailplat.core.address import normalise_domain, parse_address
 from mailplat.core.errors import AddressError
@@ -93,7 +95,88 @@ def _name(value: str) -> str:
     return value
 
 
+_ONE_LINE_HINT = (
+    "write it on one line; a YAML block scalar (| or >) ends with a line break, "
+    "so use a quoted string or |- / >- instead"
+)
+
+
+def _control_character(value: str) -> tuple[int, str] | None:
+    """The first character that must not reach a header or protocol line, and its name."""
+    for i, ch in enumerate(value, 1):
+        if ch == "\t":
+            continue  # folding whitespace is allowed in unstructured header text
+        if ch == "\r":
+            return i, "a carriage return (CR)"
+        if ch == "\n":
+            return i, "a line feed (LF)"
+        category = unicodedata.category(ch)
+        if category == "Cc" or category in ("Zl", "Zp"):
+            return i, f"the control character U+{ord(ch):04X}"
+    return None
+
+
+def _header_text(value: str) -> str:
+    """Text that ends up in a message header or a protocol line: one line, no controls.
+
+    RFC 5322 §2.2: a header field body holds no CR or LF; anything that would
+    be flattened or, worse, start a new header at runtime is refused here.
+    """
+    found = _control_character(value)
+    if found is not None:
+        pos, what = found
+        hint = _ONE_LINE_HINT if "(" in what else "remove it; it is invisible in most editors"
+        raise PydanticCustomError(
+            "header_text",
+            "contains {what} at character {pos}; it goes into a mail header or an SMTP "
+            "reply, which must be one line",
+            {"what": what, "pos": pos, "hint": hint},
+        )
+    return value
+
+
+_FIELD_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 §3.6.8: ftext is %d33-57 / %d59-126
+
+
+def _header_name(value: str) -> str:
+    """A header field name such as X-Original-To."""
+    if not _FIELD_NAME.match(value):
+        raise PydanticCustomError(
+            "header_name",
+            "{value} is not a header field name: printable ASCII only, no spaces, "
+            "no ':' (RFC 5322 §3.6.8)",
+            {"value": repr(value), "hint": "for example X-Original-To"},
+        )
+    return value
+
+
+def _host_name(value: str) -> str:
+    """A host name for the greeting, EHLO and Received: a domain name, kept as written."""
+    _header_text(value)
+    try:
+        normalise_domain(value)
+    except AddressError as exc:
+        raise PydanticCustomError(
+            "host_name",
+            "{value} is not a host name: {why}",
+            {"value": repr(value), "why": str(exc), "hint": "for example mail.example.com"},
+        ) from exc
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP address") from exc
+    return value
+
+
 HostPort = Annotated[str, AfterValidator(_host_port)]
+HeaderText = Annotated[str, AfterValidator(_header_text)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HostName = Annotated[str, AfterValidator(_host_name)]
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
 IpPattern = Annotated[str, AfterValidator(_ip_pattern)]
 DomainName = Annotated[str, AfterValidator(_domain)]
 EmailAddress = Annotated[str, AfterValidator(_email)]

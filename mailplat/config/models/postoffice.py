@@ -10,7 +10,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from mailplat.config.models.base import DomainName, EmailAddress, HostPort, Model, Name
+from mailplat.config.models.base import (
+    DomainName,
+    EmailAddress,
+    HeaderText,
+    HostPort,
+    Model,
+    Name,
+)
 
 Quota = int | Literal["unlimited"]
 
@@ -55,7 +62,7 @@ class Autoresponder(Model):
     """Reply automatically (never to bulk mail, lists or null senders)."""
 
     enabled: bool = Field(True, description="Send the reply.")
-    subject: str = Field("Out of office", description="Subject of the reply.")
+    subject: HeaderText = Field("Out of office", description="Subject of the reply.")
     body: str = Field(description="Text of the reply.")
 
 
@@ -105,7 +112,7 @@ class Mailbox(Model):
 class Group(Model):
     """One address that expands to many."""
 
-    display_name: str | None = Field(None, description="Name shown for the group.")
+    display_name: HeaderText | None = Field(None, description="Name shown for the group.")
     address: EmailAddress = Field(description="The group's address, on a domain of the postoffice.")
     members: list[EmailAddress] = Field(
         default_factory=list, description="Addresses the group expands to (local or remote)."
@@ -137,7 +144,9 @@ class MailingList(Model):
     reply_to: Literal["list", "poster", "moderator"] = Field(
         "list", description="Where replies to list mail go."
     )
-    subject_prefix: Literal["list_name", "none"] | str = Field(
+    # One type rather than Literal | str: the special words are just texts,
+    # and one type gives one clear error for a prefix with a line break.
+    subject_prefix: HeaderText = Field(
         "list_name", description="list_name, none, or a custom text."
     )
     header: str | None = Field(None, description="Text added above every post.")
@@ -150,7 +159,7 @@ class MailingList(Model):
 class Welcome(Model):
     """Message placed in every new mailbox."""
 
-    subject: str = Field("Welcome", description="Subject of the welcome message.")
+    subject: HeaderText = Field("Welcome", description="Subject of the welcome message.")
     body: str = Field(description="Text of the welcome message.")
 
 

@@ -14,7 +14,11 @@ from pydantic import Field, model_validator
 from mailplat.config.models.base import (
     DomainName,
     EmailAddress,
+    HeaderName,
+    HeaderText,
+    HostName,
     HostPort,
+    IpAddress,
     IpPattern,
     Model,
     Name,
@@ -27,7 +31,7 @@ class Server(Model):
     local_domain: DomainName = Field(
         "localhost", description="The server's own domain (%LOCALDOMAIN% in the banner)."
     )
-    host_name: str = Field(
+    host_name: HostName = Field(
         "localhost", description="Host name used in the SMTP greeting, EHLO and Received headers."
     )
     dns_servers: list[HostPort] = Field(
@@ -45,6 +49,15 @@ class Server(Model):
         None,
         description="Where queues, Maildirs and state live (relative to the site folder). "
         "--data and MAILPLAT_DATA override it; default: the checkout's queues/<site>.",
+    )
+    user: HeaderText | None = Field(
+        None,
+        description="Unprivileged user the server runs as: started as root, it binds the "
+        "listeners, hands the data root to this user and drops root. Needed to serve "
+        "ports below 1024 as root.",
+    )
+    group: HeaderText | None = Field(
+        None, description="Group to run as with `user`; default: the user's primary group."
     )
 
 
@@ -126,7 +139,7 @@ class SmtpInbound(Model):
         True, description="Refuse (552) messages over max_message_size_kb."
     )
     access: AccessControl = Field(default_factory=AccessControl)
-    banner: str | None = Field(
+    banner: HeaderText | None = Field(
         None,
         description="Alternate welcome banner; %LOCALDOMAIN% and %TIME% are replaced.",
     )
@@ -191,7 +204,7 @@ class DomainLiterals(Model):
     """Accept mail to user@[ip] for our own IPs."""
 
     enabled: bool = Field(False, description="Accept user@[ip] for the IPs we listen on.")
-    extra_ips: list[str] = Field(
+    extra_ips: list[IpAddress] = Field(
         default_factory=list, description="IPs besides the bound ones that count as ours."
     )
 
@@ -303,7 +316,7 @@ class Delivery(Model):
         15, ge=1, description="How often deferred mail is checked for its next retry."
     )
     max_outbound_size_kb: int = Field(0, ge=0, description="0 means no limit.")
-    bind_ip: str | None = Field(None, description="Source IP for outbound connections.")
+    bind_ip: IpAddress | None = Field(None, description="Source IP for outbound connections.")
     retry_minutes: list[int] = Field(
         default_factory=lambda: [15, 30, 60, 240],
         min_length=1,
@@ -322,7 +335,7 @@ class Delivery(Model):
     add_missing_headers: bool = Field(
         True, description="Add Message-ID/Date for authenticated senders who left them out."
     )
-    catchall_header: str = Field(
+    catchall_header: HeaderName = Field(
         "X-Original-To", description="Header naming the original recipient of catchall mail."
     )
 
