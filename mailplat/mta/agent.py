@@ -40,7 +40,7 @@ async def bounce(
         log.info("mta no-bounce id=%s (null sender or no_ndr)", env.trace_id)
         return None
     queue_id = await spool.receive(*made)
-    log.info("mta bounce id=%s of=%s to=%s", queue_id, env.trace_id, env.mail_from)
+    log.info("mta bounce id=%s parent=%s to=%s", queue_id, env.trace_id, env.mail_from)
     return queue_id
 
 

@@ -31,12 +31,13 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 from mailplat.core.envelope import Envelope
 from mailplat.core.errors import TemporaryFailure
-from mailplat.core.ids import new_id
+from mailplat.core.ids import is_id, new_id
 from mailplat.spool import record
 from mailplat.spool.faults import fault
 from mailplat.spool.recover import Index, RecoveryReport, msg_of, quarantine, recover
@@ -72,6 +73,7 @@ class Spool:
         self._bodies_bytes = 0
         self._envelopes: dict[tuple[str, str], Envelope] = {}
         self._after_crash: set[tuple[str, str]] = set()
+        self._reserved: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -126,10 +128,24 @@ class Spool:
     async def receive(self, env: Envelope, data: bytes) -> str:
         """Store a message durably in incoming/; its id once file and dir are on disk.
 
+        The id is the envelope's trace id (the one in the Received header and
+        the SMTP reply), so one id names the message at every stage. Only an
+        empty, malformed or already used trace id (a badmail resend, whose
+        original is still queued) gets a new one; the stored envelope then
+        carries the new id and the log line names the old one as its parent.
+
         Raises TemporaryFailure when the disk is full or the write fails, so the
         SMTP session answers 452/451 and the sender keeps the message.
         """
-        msg_id = new_id()
+        msg_id = env.trace_id
+        if not is_id(msg_id) or self._taken(msg_id):
+            msg_id = new_id()
+            if env.trace_id:
+                log.info("spool new-id id=%s parent=%s (id in use)", msg_id, env.trace_id)
+            env = replace(env, trace_id=msg_id)
+        # Reserved before the first await: two receives of one trace id at
+        # once must not write the same incoming/ file.
+        self._reserved.add(msg_id)
         blob = record.encode(env, msg_id, data)
         final = self.root / "incoming" / msg_id
         try:
@@ -141,9 +157,15 @@ class Spool:
             kind = "disk full" if exc.errno in _NO_SPACE else "write failed"
             log.error("spool %s id=%s why=%s", kind, msg_id, exc)
             raise TemporaryFailure(f"spool {kind}: {exc.strerror}") from exc
+        finally:
+            self._reserved.discard(msg_id)
         self._incoming[msg_id] = None
         self._remember(msg_id, env, data)
         return msg_id
+
+    def _taken(self, msg_id: str) -> bool:
+        """True when a message of this id is in the spool (the index is complete after open)."""
+        return msg_id in self._incoming or msg_id in self._index.refs or msg_id in self._reserved
 
     def _remember(self, msg_id: str, env: Envelope, data: bytes) -> None:
         self._bodies[msg_id] = (env, data)

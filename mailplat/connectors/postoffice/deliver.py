@@ -204,8 +204,14 @@ class LocalDelivery(Worker):
             received_at=now,
             meta=(("autoreply-of", env.trace_id),),
         )
-        await self.inject(reply_env, message)
-        log.info("delivery autoreply mailbox=%s to=%s", entry.key, env.mail_from)
+        reply_id = await self.inject(reply_env, message)
+        log.info(
+            "delivery autoreply id=%s parent=%s mailbox=%s to=%s",
+            reply_id,
+            env.trace_id,
+            entry.key,
+            env.mail_from,
+        )
 
     async def _bounce(
         self,
@@ -218,8 +224,8 @@ class LocalDelivery(Worker):
         if made is None:
             log.info("delivery no-bounce id=%s (null sender or no_ndr)", env.trace_id)
             return
-        await self.inject(*made)
-        log.info("delivery bounce of=%s to=%s", env.trace_id, env.mail_from)
+        bounce_id = await self.inject(*made)
+        log.info("delivery bounce id=%s parent=%s to=%s", bounce_id, env.trace_id, env.mail_from)
 
 
 def _later(env: Envelope, seconds: float) -> Envelope:

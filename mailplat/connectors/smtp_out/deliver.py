@@ -527,7 +527,9 @@ class OutboundDelivery(Worker):
         made = dsn.bounce_for(directory, env, data, statuses)
         if made is not None:
             queue_id = await self.inject(*made)
-            log.info("outbound bounce id=%s of=%s to=%s", queue_id, env.trace_id, env.mail_from)
+            log.info(
+                "outbound bounce id=%s parent=%s to=%s", queue_id, env.trace_id, env.mail_from
+            )
 
     async def _delay_notice(
         self,
@@ -545,7 +547,7 @@ class OutboundDelivery(Worker):
         if made is not None:
             queue_id = await self.inject(*made)
             log.info(
-                "outbound delay-notice id=%s of=%s to=%s", queue_id, env.trace_id, env.mail_from
+                "outbound delay-notice id=%s parent=%s to=%s", queue_id, env.trace_id, env.mail_from
             )
 
 
