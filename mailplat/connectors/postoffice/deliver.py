@@ -6,7 +6,9 @@ Delivered-To and the catchall header, write into the Maildir (tmp -> fsync
 -> new, in a worker thread so the loop never blocks on fsync), then run the
 autoresponder and delivery event. The record is marked done only after every
 mailbox got its copy, so a crash repeats a delivery (logged as a possible
-duplicate) but never loses one.
+duplicate) but never loses one. A record whose record or message file is
+damaged on disk is quarantined once (the spool logs it; the MTA agent tells
+the sender), never retried.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.ids import new_id
 from mailplat.core.worker import Worker
 from mailplat.message import dsn, headers
-from mailplat.spool.queue import Spool
+from mailplat.spool import history
+from mailplat.spool.queue import Damaged, Spool
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
@@ -92,16 +95,29 @@ class LocalDelivery(Worker):
     async def _one(self, record_id: str) -> None:
         try:
             await self.process(record_id)
-        except Exception:
+        except Exception as exc:
             log.exception("delivery failed record=%s; will retry", record_id)
             env, _ = self.spool.read_record(QUEUE, record_id)
+            failed = [
+                {
+                    "result": "deferred",
+                    "host": "local",
+                    "reply": f"internal error: {exc}",
+                    "rcpts": list(env.rcpts),
+                }
+            ]
+            env = history.add_attempt(env, time.time(), failed)
             await self.spool.update(QUEUE, record_id, _later(env, 60.0))
         finally:
             self.spool.release(QUEUE, record_id)
 
     async def process(self, record_id: str) -> None:
-        env, msg_id = self.spool.read_record(QUEUE, record_id)
-        data = self.spool.read_message(msg_id)
+        try:
+            env, msg_id = self.spool.read_record(QUEUE, record_id)
+            data = self.spool.read_message(msg_id)
+        except Damaged as exc:
+            await self.spool.quarantine_record(QUEUE, record_id, exc)
+            return
         if self.spool.possible_duplicate(QUEUE, record_id):
             log.warning(
                 "delivery possible-duplicate id=%s record=%s mailboxes=%s "

@@ -24,7 +24,7 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.errors import MailplatError
 from mailplat.message import dsn
 from mailplat.message.headers import header_block
-from mailplat.spool.queue import Spool
+from mailplat.spool.queue import Damaged, Spool
 
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
 
@@ -89,8 +89,8 @@ def _entry(spool: Spool, queue: str, rid: str) -> Entry:
         raise NotFound(f"no message {rid} in queue {queue}") from exc
     try:
         size = len(spool.read_message(msg_id))
-    except OSError:
-        size = -1  # the message file is gone: shown, not hidden
+    except (OSError, Damaged):
+        size = -1  # the message file is gone or damaged: shown, not hidden
     return Entry(
         id=rid,
         queue=queue,
@@ -131,7 +131,7 @@ def show(spool: Spool, queue: str, rid: str) -> tuple[Entry, Envelope, bytes]:
     env, msg_id = spool.read_record(queue, rid)
     try:
         headers = header_block(spool.read_message(msg_id))
-    except OSError:
+    except (OSError, Damaged):
         headers = b""
     return entry, env, headers
 
