@@ -75,16 +75,32 @@ def msg_of(record_id: str) -> str:
     return record_id.rsplit(".", 1)[0]
 
 
-def quarantine(root: Path, path: Path, why: str, env: Envelope | None = None, **info: Any) -> str:
-    """Set one damaged file aside (quarantine.move); a readable envelope asks for a notice."""
+def quarantine(
+    root: Path,
+    path: Path,
+    why: str,
+    env: Envelope | None = None,
+    *,
+    quiet: bool = False,
+    **info: Any,
+) -> str:
+    """Set one damaged file aside (quarantine.move); a readable envelope asks for a notice.
+
+    One log line unless quiet (a caller moving two files of one message logs once).
+    """
     facts: dict[str, Any] = {"id": msg_of(path.name), **info}
     if env is not None:
         facts.update(quarantine_dir.envelope_facts(env))
         facts["notify"] = bool(env.mail_from)
     name = quarantine_dir.move(root, path, why, facts)
-    log.error(
-        "spool quarantined id=%s file=%s/%s why=%s", facts["id"], path.parent.name, path.name, why
-    )
+    if not quiet:
+        log.error(
+            "spool quarantined id=%s file=%s/%s why=%s",
+            facts["id"],
+            path.parent.name,
+            path.name,
+            why,
+        )
     return name
 
 
@@ -103,7 +119,8 @@ def _read_or_quarantine(root: Path, path: Path, report: RecoveryReport) -> Recor
     except CorruptRecord as exc:
         kind = "incoming" if path.parent.name == "incoming" else "record"
         extra = {} if kind == "incoming" else {"queue": path.parent.name, "record": path.name}
-        quarantine(root, path, str(exc), salvage_envelope(raw), kind=kind, body_lost=True, **extra)
+        env = salvage_envelope(raw)
+        quarantine(root, path, str(exc), env, kind=kind, body_lost=kind == "incoming", **extra)
         report.quarantined += 1
         return None
 
@@ -171,7 +188,9 @@ def recover(root: Path) -> tuple[Index, RecoveryReport]:
             continue
         if name in lost_records:
             # Its record is gone but the text is whole: keep it for the admin.
-            quarantine(root, root / "msg" / name, "its queue record was damaged", kind="message")
+            # Logged with its record already: one line per damaged message.
+            why = "its queue record was damaged"
+            quarantine(root, root / "msg" / name, why, quiet=True, kind="message")
             report.quarantined += 1
             continue
         (root / "msg" / name).unlink()
