@@ -118,7 +118,9 @@ def _read_or_quarantine(root: Path, path: Path, report: RecoveryReport) -> Recor
         return decode(raw)
     except CorruptRecord as exc:
         kind = "incoming" if path.parent.name == "incoming" else "record"
-        extra = {} if kind == "incoming" else {"queue": path.parent.name, "record": path.name}
+        extra: dict[str, Any] = {}
+        if kind == "record":
+            extra = {"queue": path.parent.name, "record": path.name}
         env = salvage_envelope(raw)
         quarantine(root, path, str(exc), env, kind=kind, body_lost=kind == "incoming", **extra)
         report.quarantined += 1

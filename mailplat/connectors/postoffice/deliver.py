@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from email.utils import parseaddr
 from pathlib import Path
 
 from mailplat.auth.memory import ExpiringMemory
@@ -40,16 +41,57 @@ AUTOREPLY_MEMORY_MINUTES = 4 * 24 * 60  # one reply per sender per 4 days (RFC 3
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
 
 
+def _token(value: str | None) -> str:
+    """The keyword of a header value, without parameters or comments: `auto-replied (x)`."""
+    return (value or "").split(";", 1)[0].split("(", 1)[0].strip().lower()
+
+
 def is_bulk(data: bytes) -> bool:
     """Mail an autoresponder or delivery event must not answer (RFC 3834 §2)."""
-    precedence = (headers.get_header(data, "Precedence") or "").lower()
-    auto = (headers.get_header(data, "Auto-Submitted") or "no").lower()
+    precedence = _token(headers.get_header(data, "Precedence"))
+    auto = _token(headers.get_header(data, "Auto-Submitted")) or "no"
     return (
         precedence in ("bulk", "list", "junk")
         or auto != "no"
         or headers.has_header(data, "List-Id")
         or headers.has_header(data, "List-Unsubscribe")
     )
+
+
+# RFC 3834 §2: programs, list servers and their owners are never answered.
+_DAEMONS = frozenset({"mailer-daemon", "postmaster", "listserv", "majordomo", "bounce", "bounces"})
+_NO_REPLY = ("noreply", "donotreply")  # after dropping "-", "_" and "."
+
+
+def is_automatic_sender(address: str) -> bool:
+    """True for a sender that is a program or a list: mailer-daemon, *-request, owner-*,
+    *-owner, noreply and its spellings (no-reply, do-not-reply, noreply+tag, ...)."""
+    local = address.rsplit("@", 1)[0].strip().strip('<>"').lower()
+    base = local.split("+", 1)[0]
+    squeezed = base.replace("-", "").replace("_", "").replace(".", "")
+    return (
+        base in _DAEMONS
+        or base.startswith("owner-")
+        or base.endswith(("-owner", "-request"))
+        or squeezed.startswith(_NO_REPLY)
+    )
+
+
+def autoreply_refusal(env: Envelope, data: bytes) -> str | None:
+    """Why this message gets no auto-reply (RFC 3834 §2), or None when it may get one."""
+    if not env.mail_from:
+        return "null sender"
+    if is_automatic_sender(env.mail_from):
+        return "automatic sender"
+    sender = parseaddr(headers.get_header(data, "From") or "")[1]
+    if sender and is_automatic_sender(sender):
+        return "automatic From"
+    if is_bulk(data):
+        return "bulk, list or auto-submitted mail"
+    suppress = (headers.get_header(data, "X-Auto-Response-Suppress") or "").lower()
+    if any(word in suppress for word in ("all", "oof", "autoreply")):
+        return "X-Auto-Response-Suppress"
+    return None
 
 
 class LocalDelivery(Worker):
@@ -183,8 +225,18 @@ class LocalDelivery(Worker):
     ) -> None:
         bulk = is_bulk(data) or not env.mail_from
         reply = entry.model.autoresponder
-        if reply is not None and reply.enabled and not bulk:
-            await self._autoreply(env, data, entry, directory)
+        if reply is not None and reply.enabled:
+            why = autoreply_refusal(env, data)
+            if why is None:
+                await self._autoreply(env, data, entry, directory)
+            else:
+                log.info(
+                    "delivery no-autoreply id=%s mailbox=%s from=%s why=%s",
+                    env.trace_id,
+                    entry.key,
+                    env.mail_from or "<>",
+                    why,
+                )
         event = entry.model.delivery_event
         if event is not None and not bulk:
             asyncio.get_running_loop().create_task(
