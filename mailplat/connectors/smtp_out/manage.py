@@ -14,6 +14,7 @@ Callers kick the OutboundDelivery after retry/resend so it acts at once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -25,6 +26,8 @@ from mailplat.core.errors import MailplatError
 from mailplat.message import dsn
 from mailplat.message.headers import header_block
 from mailplat.spool.queue import Damaged, Spool
+
+log = logging.getLogger("mailplat.queue")
 
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
 
@@ -207,7 +210,13 @@ async def bounce(spool: Spool, directory: Directory, inject: Inject, rid: str, n
             parked = env.with_meta("badmail", "bounced by the administrator; sender not notified")
             await spool.move(QUEUE, rid, BADMAIL, parked.with_meta("queue", QUEUE))
             return BADMAIL
-        await inject(*made)
+        notice_id = await inject(*made)
+        log.info(
+            "queue bounce id=%s parent=%s to=%s (by the administrator)",
+            notice_id,
+            env.trace_id,
+            env.mail_from,
+        )
         await spool.done(QUEUE, rid)
         return "bounced"
     finally:
