@@ -107,3 +107,42 @@ def test_trace_without_a_log(tmp_path: Path) -> None:
     res = mailplat("trace", str(site), "0" * 20, "--data", str(tmp_path / "nothing"))
     assert res.returncode == 1 and "mailplat.jsonl" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_trace_follows_a_bounce_to_the_sender(tmp_path: Path) -> None:
+    po = base_postoffice()
+    po["mailboxes"]["bob"]["quota_mb"] = 1
+    site, ports = site_with_ports(
+        tmp_path, site={"logging": {"json": True}}, postoffices={"example": po}
+    )
+    data = tmp_path / "data"
+    big = b"Subject: too big for bob\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1200
+    with serve(site, data, ports["smtp"]):
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as s:
+            s.ehlo("client.test")
+            s.mail("alice@example.test")
+            s.rcpt("alice@example.test")
+            s.rcpt("bob@example.test")
+            code, reply = s.data(big)
+        assert code == 250, reply
+        msg_id = reply.decode().rsplit(" ", 1)[1]
+        wait_until(
+            lambda: any(
+                b"multipart/report" in f.read_bytes()
+                for f in maildir_files(data, "example", "alice")
+            ),
+            what="the bounce in alice's Maildir",
+        )
+        wait_until(
+            lambda: sum(e.get("event") == "delivery ok" for e in _events(data)) == 2,
+            what="the bounce delivered",
+        )
+    [bounce] = [e for e in _events(data) if e.get("event") == "delivery bounce"]
+    assert bounce["parent"] == msg_id and bounce["to"] == "alice@example.test"
+    res = mailplat("trace", str(site), msg_id, "--data", str(data), "--json")
+    assert res.returncode == 0, res.stderr
+    traced = [(e.get("event"), e.get("id"), e.get("mailbox")) for e in json.loads(res.stdout)]
+    assert ("delivery over-quota", msg_id, "example/bob") in traced
+    assert ("delivery bounce", bounce["id"], None) in traced
+    # The bounce's own delivery to the sender is part of the original's trace.
+    assert ("delivery ok", bounce["id"], "example/alice") in traced

@@ -138,7 +138,11 @@ class LocalDelivery(Worker):
         try:
             await self.process(record_id)
         except Exception as exc:
-            log.exception("delivery failed record=%s; will retry", record_id)
+            log.exception(
+                "delivery failed id=%s record=%s; will retry",
+                record_id.rsplit(".", 1)[0],
+                record_id,
+            )
             env, _ = self.spool.read_record(QUEUE, record_id)
             failed = [
                 {

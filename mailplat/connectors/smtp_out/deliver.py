@@ -224,7 +224,11 @@ class OutboundDelivery(Worker):
             except Exception:
                 # Unreadable: set it aside where an admin looks, instead of
                 # failing on it at every poll.
-                log.exception("outbound unreadable record=%s; moved to badmail", rid)
+                log.exception(
+                    "outbound unreadable id=%s record=%s; moved to badmail",
+                    rid.rsplit(".", 1)[0],
+                    rid,
+                )
                 await self.spool.move(QUEUE, rid, BADMAIL)
                 self.spool.release(QUEUE, rid)
                 continue
@@ -271,7 +275,9 @@ class OutboundDelivery(Worker):
                     try:
                         outcomes = await self._deliver(lane, queue.dest, item)
                     except Exception as exc:
-                        log.exception("outbound error dest=%s", queue.dest.key)
+                        log.exception(
+                            "outbound error id=%s dest=%s", item.work.env.trace_id, queue.dest.key
+                        )
                         oops = local_outcome("deferred", "4.3.0", f"internal error: {exc}")
                         outcomes = dict.fromkeys(item.rcpts, oops)
                     if any(o.kind == "delivered" for o in outcomes.values()):
@@ -448,7 +454,11 @@ class OutboundDelivery(Worker):
             # set aside, not retried; the notice names every recipient of it.
             await self.spool.quarantine_record(QUEUE, work.record_id, exc)
         except Exception:
-            log.exception("outbound settle-failed record=%s; retrying later", work.record_id)
+            log.exception(
+                "outbound settle-failed id=%s record=%s; retrying later",
+                work.env.trace_id,
+                work.record_id,
+            )
             with contextlib.suppress(Exception):
                 later = replace(work.env, next_try=self.clock.now() + ERROR_RETRY_SECONDS)
                 await self.spool.update(QUEUE, work.record_id, later)
