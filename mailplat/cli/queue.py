@@ -95,8 +95,12 @@ def _rows(header: list[str], rows: list[list[str]], fold: frozenset[str] = froze
         return
     table = Table(show_lines=False)
     for name in header:
-        # Ids are copied into the next command: never folded.
-        table.add_column(name, no_wrap=name not in fold, overflow="fold")
+        # Ids are copied into the next command: never folded; long text folds,
+        # but keeps a readable width.
+        if name in fold:
+            table.add_column(name, overflow="fold", min_width=8)
+        else:
+            table.add_column(name, no_wrap=True)
     for row in rows:
         table.add_row(*row)
     out.print(table)
@@ -126,7 +130,7 @@ def _table(entries: list[dict[str, Any]], now: float, badmail: bool, queues: boo
                 e["last_error"],
             ]
         )
-    _rows(header, rows, fold=frozenset({"to", "last error", "reason"}))
+    _rows(header, rows, fold=frozenset({"from", "to", "last error", "reason"}))
     out.print(f"{len(entries)} message(s)")
 
 
