@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "git",
     "queue",
     "tls",
+    "trace",
 )
 
 

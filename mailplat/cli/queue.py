@@ -22,7 +22,10 @@ from mailplat.cli.console import JsonOpt, emit_json, err, fail, ok, out
 from mailplat.config.load import data_root_of_dir
 from mailplat.control import channel
 
-queue_app = typer.Typer(help="Outbound queue of the running server.", no_args_is_help=True)
+queue_app = typer.Typer(
+    help="Queues of the running server: outbound (smtp), list, postoffice, quarantine.",
+    no_args_is_help=True,
+)
 badmail_app = typer.Typer(
     help="Mail given up on (badmail) in the running server.", no_args_is_help=True
 )
@@ -77,32 +80,57 @@ def _age(seconds: float) -> str:
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
-def _table(entries: list[dict[str, Any]], now: float, badmail: bool) -> None:
+def _plain(header: list[str], rows: list[list[str]]) -> None:
+    """Columns padded to their widest cell, two spaces apart, one line per row (pipes, logs)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        out.print("  ".join(cells).rstrip(), highlight=False, markup=False, soft_wrap=True)
+
+
+def _rows(header: list[str], rows: list[list[str]], fold: frozenset[str] = frozenset()) -> None:
+    """A table on a terminal; full-width plain rows in a pipe, never folded to 80 columns."""
+    if not out.is_terminal:
+        _plain(header, rows)
+        return
+    table = Table(show_lines=False)
+    for name in header:
+        # Ids are copied into the next command: never folded; long text folds,
+        # but keeps a readable width.
+        if name in fold:
+            table.add_column(name, overflow="fold", min_width=8)
+        else:
+            table.add_column(name, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _table(entries: list[dict[str, Any]], now: float, badmail: bool, queues: bool) -> None:
     if not entries:
         out.print("[green]empty[/]")
         return
-    table = Table(show_lines=False)
-    table.add_column("id", no_wrap=True)  # copied into the next command: never folded
-    for column in ("from", "to", "size", "age", "tries"):
-        table.add_column(column, overflow="fold")
-    table.add_column("reason" if badmail else "next try")
-    table.add_column("last error", overflow="fold")
+    header = ["id", *(["queue"] if queues else []), "from", "to", "size", "age", "tries"]
+    header += ["reason" if badmail else "next try", "last error"]
+    rows = []
     for e in entries:
         nxt = "now" if e["next_try"] <= now else f"in {_age(e['next_try'] - now)}"
         if e["busy"]:
             nxt = "sending"
-        table.add_row(
-            e["id"],
-            e["sender"] or "<>",
-            ", ".join(e["recipients"]),
-            str(e["size"]),
-            _age(e["age_seconds"]),
-            str(e["attempts"]),
-            e["reason"] if badmail else nxt,
-            e["last_error"],
+        rows.append(
+            [
+                e["id"],
+                *([e["queue"]] if queues else []),
+                e["sender"] or "<>",
+                ", ".join(e["recipients"]),
+                str(e["size"]),
+                _age(e["age_seconds"]),
+                str(e["attempts"]),
+                e["reason"] if badmail else nxt,
+                e["last_error"],
+            ]
         )
-    # Piped or logged output has no width; do not fold ids and addresses into 80 columns.
-    out.print(table, width=None if out.is_terminal else 200)
+    _rows(header, rows, fold=frozenset({"from", "to", "last error", "reason"}))
     out.print(f"{len(entries)} message(s)")
 
 
@@ -111,42 +139,99 @@ def _list(queue: str, site: Path | None, data: str | None, as_json: bool) -> Non
     if as_json:
         emit_json(reply["entries"])
         return
-    _table(reply["entries"], reply["now"], badmail=queue == "badmail")
+    _table(reply["entries"], reply["now"], badmail=queue == "badmail", queues=queue == "all")
 
 
-def _show(queue: str, rid: str, site: Path | None, data: str | None, as_json: bool) -> None:
-    reply = _call(site, data, {"cmd": "queue-show", "queue": queue, "id": rid}, as_json)
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def _history(attempts: list[dict[str, Any]]) -> None:
+    if not attempts:
+        out.print("history     no delivery attempt yet", highlight=False)
+        return
+    out.print("history", highlight=False)
+    rows = [
+        [
+            str(a["n"]),
+            _when(float(a["at"])),
+            r.get("result", ""),
+            r.get("host") or "-",
+            r.get("reply", ""),
+            ", ".join(r.get("rcpts", [])),
+        ]
+        for a in attempts
+        for r in a.get("results", [])
+    ]
+    _rows(["#", "time", "result", "host", "reply", "to"], rows, fold=frozenset({"reply", "to"}))
+
+
+def _show(queue: str | None, rid: str, site: Path | None, data: str | None, as_json: bool) -> None:
+    request: dict[str, Any] = {"cmd": "queue-show", "id": rid}
+    if queue:
+        request["queue"] = queue
+    reply = _call(site, data, request, as_json)
     headers = base64.b64decode(reply["headers"]).decode("utf-8", "replace")
     if as_json:
         emit_json({**reply, "headers": headers})
         return
     e = reply["entry"]
     for key in ("id", "queue", "trace_id", "sender", "size", "attempts", "last_error", "reason"):
-        out.print(f"{key:<11} {e[key]}", highlight=False)
-    out.print(f"{'recipients':<11} {', '.join(e['recipients'])}", highlight=False)
-    out.print(
-        f"{'received':<11} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e['received_at']))}"
-    )
+        out.print(f"{key:<11} {e[key]}", highlight=False, markup=False)
+    out.print(f"{'recipients':<11} {', '.join(e['recipients'])}", highlight=False, markup=False)
+    out.print(f"{'received':<11} {_when(e['received_at'])}")
     out.print(
         f"{'client':<11} {reply['client_ip']} (helo {reply['helo']!r}, auth {reply['auth'] or '-'})",
         highlight=False,
+        markup=False,
     )
-    out.print(f"{'meta':<11} {json.dumps(reply['meta'])}", highlight=False)
+    out.print(f"{'meta':<11} {json.dumps(reply['meta'])}", highlight=False, markup=False)
+    _history(reply.get("history", []))
     out.print("\n" + headers.rstrip(), highlight=False, markup=False)
 
 
+QueueOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--queue",
+        metavar="QUEUE",
+        help="smtp (outbound, the default for list), list (held for the list server), "
+        "postoffice (local delivery), or all.",
+    ),
+]
+
+
 @queue_app.command("list")
-def queue_list(site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False) -> None:
-    """Messages waiting for outbound delivery: sender, recipients, age, tries, next try, last error."""
-    _list("smtp", site, data, as_json)
+def queue_list(
+    queue: QueueOpt = None, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Waiting messages: sender, recipients, age, tries, next try, last error.
+
+    The outbound (smtp) queue unless --queue names another, or all of them.
+    """
+    _list(_queue_name(queue, default="smtp"), site, data, as_json)
+
+
+def _queue_name(queue: str | None, default: str) -> str:
+    choice = (queue or default).lower()
+    if choice not in ("smtp", "list", "postoffice", "all"):
+        fail(f"no queue {queue!r}: choose smtp, list, postoffice or all")
+    return choice
 
 
 @queue_app.command("show")
 def queue_show(
-    rid: IdArg, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+    rid: IdArg,
+    queue: QueueOpt = None,
+    site: SiteOpt = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """One queued message: envelope, history and headers."""
-    _show("smtp", rid, site, data, as_json)
+    """One waiting message: envelope, every delivery attempt (time, host, reply), headers.
+
+    Looked for in every queue unless --queue names one.
+    """
+    _show(None if queue is None else _queue_name(queue, "all"), rid, site, data, as_json)
 
 
 @queue_app.command("retry")
@@ -233,6 +318,90 @@ def badmail_delete(
     ok(f"{rid} deleted")
 
 
+quarantine_app = typer.Typer(
+    help="Damaged spool files set aside (never delivered, never deleted by the server).",
+    invoke_without_command=True,
+)
+
+
+def _quarantine_rows(entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        out.print("[green]empty[/]")
+        return
+    rows = [
+        [
+            str(e.get("name", "")),
+            str(e.get("id", "")),
+            str(e.get("kind", e.get("source", ""))),
+            _when(float(e.get("at", 0.0))),
+            str(e.get("from", "") or ("<>" if "from" in e else "?")),
+            ", ".join(e.get("rcpts", [])) or "?",
+            _notified(e),
+            str(e.get("why", "")),
+        ]
+        for e in entries
+    ]
+    header = ["name", "id", "kind", "quarantined", "from", "to", "sender told", "why"]
+    _rows(header, rows, fold=frozenset({"to", "why"}))
+    out.print(f"{len(entries)} file(s) in quarantine")
+
+
+def _notified(entry: dict[str, Any]) -> str:
+    if entry.get("notify"):
+        return "pending"
+    told = entry.get("notified")
+    if told and told != "-":
+        return f"yes ({told})"
+    return "no (envelope unreadable)" if "from" not in entry else "no (null sender or no_ndr)"
+
+
+@quarantine_app.callback()
+def queue_quarantine(
+    ctx: typer.Context, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List damaged spool files set aside: which message, why, whether the sender was told.
+
+    `mailplat queue quarantine show NAME|ID` shows one entry and the start of its file.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    reply = _call(site, data, {"cmd": "queue-quarantine"}, as_json)
+    if as_json:
+        emit_json(reply["entries"])
+        return
+    _quarantine_rows(reply["entries"])
+
+
+@quarantine_app.command("show")
+def queue_quarantine_show(
+    name: Annotated[str, typer.Argument(help="Entry name (as listed) or message id.")],
+    site: SiteOpt = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One quarantined entry (every file of a message, given its id): facts and file start."""
+    reply = _call(site, data, {"cmd": "queue-quarantine-show", "id": name}, as_json)
+    entries = reply["entries"]
+    for entry in entries:
+        raw = base64.b64decode(entry.pop("content"))
+        entry["content"] = raw.decode("utf-8", "replace")
+    if as_json:
+        emit_json(entries)
+        return
+    for entry in entries:
+        text = entry.pop("content")
+        for key in ("name", "id", "kind", "queue", "record", "why", "from"):
+            if key in entry:
+                out.print(f"{key:<12} {entry[key]}", highlight=False, markup=False)
+        out.print(f"{'to':<12} {', '.join(entry.get('rcpts', [])) or '?'}", markup=False)
+        out.print(f"{'quarantined':<12} {_when(float(entry.get('at', 0.0)))}")
+        out.print(f"{'sender told':<12} {_notified(entry)}", markup=False)
+        # The file as it is on disk, up to the end of the message's headers.
+        head = text.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+        out.print("\n" + head.rstrip() + "\n", highlight=False, markup=False)
+
+
 def register(app: typer.Typer) -> None:
+    queue_app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(queue_app, name="queue")
     app.add_typer(badmail_app, name="badmail")

@@ -1,7 +1,8 @@
 """`mailplat status`: what the running server serves and how it is doing.
 
 Reads the server's status over the control socket: generation and config
-hash, when and by whom it was applied, listeners, queue sizes, and the last
+hash, when and by whom it was applied, listeners, queue sizes, how many
+damaged spool files are in quarantine, and the last
 change it refused with its errors. Exit 0 when a server answered, 1 when none
 runs on this data root.
 """
@@ -58,8 +59,17 @@ def _render(s: dict[str, Any]) -> None:
         )
     out.print(f"  uptime        {s['uptime_seconds']} s")
     out.print("  listeners     " + ", ".join(s["listeners"]), highlight=False)
-    queues = ", ".join(f"{k}={v}" for k, v in sorted(s["queues"].items()))
+    counts = dict(s["queues"])
+    damaged = int(counts.pop("quarantine", 0))
+    queues = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     out.print(f"  queues        {queues}", highlight=False)
+    if damaged:
+        out.print(
+            f"  [yellow]quarantine[/]    {damaged} damaged spool file(s) set aside: "
+            "`mailplat queue quarantine` lists them"
+        )
+    else:
+        out.print("  quarantine    none")
     rejected = s.get("last_rejected")
     if rejected:
         out.print(

@@ -39,10 +39,16 @@ def compose(
     original_id: str,
     arrival: float,
     statuses: list[RecipientStatus],
-    data: bytes,
+    data: bytes | None,
     delayed: bool = False,
+    explanation: str | None = None,
 ) -> bytes:
-    """A complete DSN message addressed to original_sender."""
+    """A complete DSN message addressed to original_sender.
+
+    data None means the message's text is lost: the report then has no third
+    part (RFC 3462 §2 makes it optional); `explanation` replaces the usual
+    first paragraph of the human-readable part.
+    """
     boundary = f"=_mailplat_{make_msgid().strip('<>').replace('@', '_')}"
     subject = (
         "Delayed Mail (still being retried)" if delayed else "Undelivered Mail Returned to Sender"
@@ -50,7 +56,8 @@ def compose(
     human_lines = [
         f"This is the mail system at {reporting_mta}.",
         "",
-        (
+        explanation
+        or (
             "Your message could not be delivered yet to the recipients below; it will be retried."
             if delayed
             else "Your message could not be delivered to one or more recipients. "
@@ -84,7 +91,6 @@ def compose(
             until = format_datetime(localtime(_utc(st.will_retry_until)))
             per_rcpt += f"Will-Retry-Until: {until}\r\n"
 
-    headers = to_crlf(header_block(data)).rstrip(b"\r\n") + b"\r\n"
     top = (
         f"From: Mail Delivery System <{_clean(postmaster)}>\r\n"
         f"To: <{_clean(original_sender)}>\r\n"
@@ -108,13 +114,18 @@ def compose(
         "Content-Description: Delivery report\r\n"
         "\r\n"
         f"{per_message}{per_rcpt}"
+    ).encode("utf-8", "surrogateescape")
+    if data is None:
+        return top + f"\r\n--{boundary}--\r\n".encode()
+    headers = to_crlf(header_block(data)).rstrip(b"\r\n") + b"\r\n"
+    returned = (
         "\r\n"
         f"--{boundary}\r\n"
         "Content-Type: text/rfc822-headers\r\n"
         "Content-Description: Undelivered message headers\r\n"
         "\r\n"
-    ).encode("utf-8", "surrogateescape")
-    return top + headers + f"\r\n--{boundary}--\r\n".encode()
+    ).encode()
+    return top + returned + headers + f"\r\n--{boundary}--\r\n".encode()
 
 
 def autoreply(
@@ -172,3 +183,54 @@ def bounce_for(
         meta=(("bounce-of", env.trace_id),),
     )
     return bounce_env, message
+
+
+def lost_for(
+    directory: Directory,
+    env: Envelope,
+    why: str,
+    body_lost: bool,
+) -> tuple[Envelope, bytes] | None:
+    """A DSN telling env's sender that their message was damaged in our spool, or None.
+
+    The envelope (sender, recipients) survived, the text did not (body_lost)
+    or its delivery record did not: either way these recipients will not get
+    it from us, so each is reported failed and the sender is asked to send
+    it again. Nothing is attached: the damaged text is not trusted.
+    """
+    what = "its text" if body_lost else "its delivery record"
+    explanation = (
+        f"Your message was damaged in this server's storage before it could be delivered "
+        f"({what} failed its integrity check: {why}). It was set aside and will not be "
+        "delivered to the recipients below; please send it again."
+    )
+    statuses = [
+        RecipientStatus(
+            rcpt=r,
+            action="failed",
+            status="5.3.0",
+            diagnostic=f"x-mailplat; message damaged in the spool ({why})",
+        )
+        for r in env.rcpts
+    ]
+    if not env.mail_from or directory.site.delivery.no_ndr or not statuses:
+        return None
+    server = directory.site.server
+    message = compose(
+        reporting_mta=server.host_name,
+        postmaster=server.notification_sender or f"postmaster@{server.local_domain}",
+        original_sender=env.mail_from,
+        original_id=env.trace_id,
+        arrival=env.received_at,
+        statuses=statuses,
+        data=None,
+        explanation=explanation,
+    )
+    notice = Envelope(
+        mail_from="",
+        rcpts=(env.mail_from,),
+        trace_id=new_id(),
+        received_at=time.time(),
+        meta=(("bounce-of", env.trace_id),),
+    )
+    return notice, message

@@ -4,7 +4,10 @@ Loop: wait for a kick (a message was accepted) or the poll interval, take up
 to WINDOW incoming messages oldest first, route each against the current
 Directory, bounce what cannot be delivered, and commit the records with one
 durable spool.route() per message (the incoming file is renamed, never
-copied). Messages are routed concurrently inside the window so their fsyncs
+copied). Files the spool quarantined (damaged; see spool/quarantine.py) are
+announced to their senders from here, once each: the notice is durable in
+incoming/ before the entry is marked notified, so a crash repeats it at
+worst. Messages are routed concurrently inside the window so their fsyncs
 share group commits. A crash at any point leaves the message in incoming/,
 and recovery drops its half-written records: it is routed again, once.
 """
@@ -20,7 +23,7 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.worker import Worker
 from mailplat.message import dsn
 from mailplat.mta.router import route
-from mailplat.spool.queue import Spool
+from mailplat.spool.queue import Damaged, Spool
 
 log = logging.getLogger("mailplat.mta")
 
@@ -40,7 +43,7 @@ async def bounce(
         log.info("mta no-bounce id=%s (null sender or no_ndr)", env.trace_id)
         return None
     queue_id = await spool.receive(*made)
-    log.info("mta bounce id=%s of=%s to=%s", queue_id, env.trace_id, env.mail_from)
+    log.info("mta bounce id=%s parent=%s to=%s", queue_id, env.trace_id, env.mail_from)
     return queue_id
 
 
@@ -73,6 +76,14 @@ class Agent(Worker):
         self.poll_seconds = poll_seconds
         self._busy: set[str] = set()
         self.routed = 0
+        # Recovery may have quarantined files at open: look once at the start,
+        # then whenever the spool reports a new one.
+        self._notices_due = True
+        spool.on_quarantine = self._quarantine_seen
+
+    def _quarantine_seen(self) -> None:
+        self._notices_due = True
+        self.kick()
 
     async def run(self) -> None:
         while not self.stopping:
@@ -81,6 +92,9 @@ class Agent(Worker):
 
     async def drain(self) -> None:
         """Route everything waiting in incoming/, a window at a time, one commit per window."""
+        if self._notices_due:
+            self._notices_due = False
+            await self.notify_quarantined()
         while True:
             batch = [m for m in self.spool.incoming() if m not in self._busy][:WINDOW]
             if not batch:
@@ -90,6 +104,34 @@ class Agent(Worker):
                 await self.route_batch(batch)
             finally:
                 self._busy.difference_update(batch)
+
+    async def notify_quarantined(self) -> None:
+        """Tell each sender whose message was quarantined with a readable envelope, once."""
+        for entry in self.spool.pending_notices():
+            name = str(entry["name"])
+            msg_id = str(entry.get("id", ""))
+            rcpts = entry.get("rcpts")
+            env = Envelope(
+                mail_from=str(entry.get("from", "")),
+                rcpts=tuple(str(r) for r in rcpts) if isinstance(rcpts, list) else (),
+                trace_id=msg_id,
+                received_at=float(str(entry.get("received_at", 0.0))),
+            )
+            why = str(entry.get("why", "damaged"))
+            made = dsn.lost_for(self.directory(), env, why, bool(entry.get("body_lost", True)))
+            notice_id = ""
+            if made is not None:
+                notice_id = await self.spool.receive(*made)
+                log.info(
+                    "mta quarantine-notice id=%s parent=%s to=%s entry=%s",
+                    notice_id,
+                    msg_id,
+                    env.mail_from,
+                    name,
+                )
+            else:
+                log.info("mta no-bounce id=%s entry=%s (null sender or no_ndr)", msg_id, name)
+            await self.spool.mark_notified(name, notice_id or "-")
 
     def _directory_of(self, env: Envelope) -> Directory:
         """The config the message was accepted under when still known, else the current one."""
@@ -109,9 +151,8 @@ class Agent(Worker):
         for msg_id in batch:
             try:
                 env, data = self.spool.read_incoming(msg_id)
-            except Exception:  # a corrupt file is quarantined by the spool
-                log.exception("mta unreadable id=%s", msg_id)
-                self.spool.quarantine_incoming(msg_id)
+            except Damaged as exc:  # set aside once; quarantine logs it and its notice follows
+                await self.spool.quarantine_incoming(msg_id, exc.why)
                 continue
             directory = self._directory_of(env)
             routing = route(env, directory)

@@ -6,7 +6,8 @@ Layout under the spool root:
     incoming/<id>   accepted, fsynced, not yet routed (envelope + bytes)
     msg/<id>        the same file after routing; read by every record of it
     q/<queue>/<id>.<n>  one record per destination queue (envelope + msg id)
-    quarantine/     files recovery could not trust, kept for the admin
+    quarantine/     files recovery or a worker could not trust, kept for the admin
+                    (each with an info file, see quarantine.py)
 
 Guarantees (DESIGN.md §5): receive() returns only after the message file and
 its directory entry are fsynced, so a 250 is never given for mail a crash can
@@ -14,6 +15,11 @@ lose. route() writes the records durably first and then renames the message
 out of incoming/ (a rename, never a copy); recovery (recover.py) makes any
 crash in between route the message again, exactly once. done() removes a
 record and, with the last record, the message.
+
+A file found damaged when a worker reads it (read_record, read_message,
+read_incoming raise Damaged) is set aside once with quarantine_record or
+quarantine_incoming: never retried, logged in one line, and, when its
+envelope is readable, left for the MTA agent to tell the sender.
 
 The in-memory index (which records exist, when each is due, which are
 claimed by a worker) is rebuilt from disk at open() and kept in step with
@@ -31,12 +37,14 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 from mailplat.core.envelope import Envelope
 from mailplat.core.errors import TemporaryFailure
-from mailplat.core.ids import new_id
+from mailplat.core.ids import is_id, new_id
+from mailplat.spool import quarantine as qfiles
 from mailplat.spool import record
 from mailplat.spool.faults import fault
 from mailplat.spool.recover import Index, RecoveryReport, msg_of, quarantine, recover
@@ -51,6 +59,16 @@ BODY_CACHE_BYTES = 64 * 1024 * 1024
 CLEAN_STOP = "clean-stop"
 T = TypeVar("T")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class Damaged(Exception):
+    """A spool file a worker needs is not whole (truncated, bad checksum) or is missing."""
+
+    def __init__(self, kind: str, path: Path, why: str) -> None:
+        super().__init__(f"{kind} file {path.parent.name}/{path.name}: {why}")
+        self.kind = kind  # "message", "record" or "incoming"
+        self.path = path
+        self.why = why
 
 
 class Spool:
@@ -72,6 +90,10 @@ class Spool:
         self._bodies_bytes = 0
         self._envelopes: dict[tuple[str, str], Envelope] = {}
         self._after_crash: set[tuple[str, str]] = set()
+        self._reserved: set[str] = set()
+        # Called after a file is quarantined: the MTA agent sets it to its kick,
+        # so the sender's notice goes out now rather than at the next poll.
+        self.on_quarantine: Callable[[], None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -126,10 +148,24 @@ class Spool:
     async def receive(self, env: Envelope, data: bytes) -> str:
         """Store a message durably in incoming/; its id once file and dir are on disk.
 
+        The id is the envelope's trace id (the one in the Received header and
+        the SMTP reply), so one id names the message at every stage. Only an
+        empty, malformed or already used trace id (a badmail resend, whose
+        original is still queued) gets a new one; the stored envelope then
+        carries the new id and the log line names the old one as its parent.
+
         Raises TemporaryFailure when the disk is full or the write fails, so the
         SMTP session answers 452/451 and the sender keeps the message.
         """
-        msg_id = new_id()
+        msg_id = env.trace_id
+        if not is_id(msg_id) or self._taken(msg_id):
+            msg_id = new_id()
+            if env.trace_id:
+                log.info("spool new-id id=%s parent=%s (id in use)", msg_id, env.trace_id)
+            env = replace(env, trace_id=msg_id)
+        # Reserved before the first await: two receives of one trace id at
+        # once must not write the same incoming/ file.
+        self._reserved.add(msg_id)
         blob = record.encode(env, msg_id, data)
         final = self.root / "incoming" / msg_id
         try:
@@ -141,9 +177,15 @@ class Spool:
             kind = "disk full" if exc.errno in _NO_SPACE else "write failed"
             log.error("spool %s id=%s why=%s", kind, msg_id, exc)
             raise TemporaryFailure(f"spool {kind}: {exc.strerror}") from exc
+        finally:
+            self._reserved.discard(msg_id)
         self._incoming[msg_id] = None
         self._remember(msg_id, env, data)
         return msg_id
+
+    def _taken(self, msg_id: str) -> bool:
+        """True when a message of this id is in the spool (the index is complete after open)."""
+        return msg_id in self._incoming or msg_id in self._index.refs or msg_id in self._reserved
 
     def _remember(self, msg_id: str, env: Envelope, data: bytes) -> None:
         self._bodies[msg_id] = (env, data)
@@ -165,15 +207,28 @@ class Spool:
         cached = self._bodies.get(msg_id)
         if cached is not None:
             return cached
-        rec = record.decode((self.root / "incoming" / msg_id).read_bytes())
+        path = self.root / "incoming" / msg_id
+        try:
+            rec = record.decode(path.read_bytes())
+        except record.CorruptRecord as exc:
+            raise Damaged("incoming", path, str(exc)) from exc
         return rec.envelope, rec.body
 
-    def quarantine_incoming(self, msg_id: str) -> None:
+    async def quarantine_incoming(self, msg_id: str, why: str = "unreadable") -> None:
+        """Set a damaged incoming/ file aside; its sender is told when its envelope is readable."""
         path = self.root / "incoming" / msg_id
         if path.exists():
-            quarantine(self.root, path, "unreadable incoming message")
+            env = record.salvage_envelope(await self._io(path.read_bytes))
+            await self._io(
+                lambda: quarantine(self.root, path, why, env, kind="incoming", body_lost=True)
+            )
         self._incoming.pop(msg_id, None)
         self._forget(msg_id)
+        self._quarantined()
+
+    def _quarantined(self) -> None:
+        if self.on_quarantine is not None:
+            self.on_quarantine()
 
     # -- routing ------------------------------------------------------------------
 
@@ -270,21 +325,114 @@ class Spool:
         self._claimed.get(queue, set()).discard(record_id)
 
     def read_record(self, queue: str, record_id: str) -> tuple[Envelope, str]:
+        """A record's envelope and message id; FileNotFoundError when there is no such
+        record, Damaged when its file is not whole."""
         env = self._envelopes.get((queue, record_id))
         if env is not None:
             return env, msg_of(record_id)
-        rec = record.decode((self.root / "q" / queue / record_id).read_bytes())
+        path = self.root / "q" / queue / record_id
+        try:
+            rec = record.decode(path.read_bytes())
+        except record.CorruptRecord as exc:
+            raise Damaged("record", path, str(exc)) from exc
         return rec.envelope, rec.msg_id
 
     def read_message(self, msg_id: str) -> bytes:
+        """A routed message's bytes; Damaged when its file is missing or not whole."""
         cached = self._bodies.get(msg_id)
         if cached is not None:
             return cached[1]
-        return record.decode((self.root / "msg" / msg_id).read_bytes()).body
+        path = self.root / "msg" / msg_id
+        try:
+            rec = record.decode(path.read_bytes())
+        except FileNotFoundError as exc:
+            set_aside = (self.root / qfiles.DIR / f"msg-{msg_id}").exists()
+            why = "damaged, in quarantine" if set_aside else "missing"
+            raise Damaged("message", path, why) from exc
+        except record.CorruptRecord as exc:
+            raise Damaged("message", path, str(exc)) from exc
+        # Read once from disk (after a restart): its other records use this copy.
+        self._remember(msg_id, rec.envelope, rec.body)
+        return rec.body
 
-    def read_message_envelope(self, msg_id: str) -> Envelope:
-        """The envelope the message arrived with (for DSNs about it)."""
-        return record.decode((self.root / "msg" / msg_id).read_bytes()).envelope
+    async def quarantine_record(self, queue: str, record_id: str, damage: Damaged) -> None:
+        """Take a record whose record or message file is damaged out of its queue, for good.
+
+        The record file goes to quarantine/ with what its envelope says (so
+        the MTA agent can tell the sender what was lost, once); the message
+        file goes too when it is the damaged one, or when this was its last
+        record (its text is then kept for the admin, not deleted). The caller
+        still releases its claim. One log line.
+        """
+        msg_id = msg_of(record_id)
+        rpath = self.root / "q" / queue / record_id
+        mpath = self.root / "msg" / msg_id
+        env = self._envelopes.get((queue, record_id))
+        if env is None and rpath.exists():
+            env = record.salvage_envelope(await self._io(rpath.read_bytes))
+        body_lost = damage.kind == "message"
+        left = self._index.refs.get(msg_id, 1) - 1
+
+        moved: list[str] = []
+
+        def move() -> None:
+            if rpath.exists():
+                why = damage.why if damage.kind == "record" else f"its message file is {damage.why}"
+                quarantine(
+                    self.root,
+                    rpath,
+                    why,
+                    env,
+                    quiet=True,
+                    kind="record",
+                    queue=queue,
+                    record=record_id,
+                    body_lost=body_lost,
+                )
+                moved.append(f"q/{queue}/{record_id}")
+            if mpath.exists() and (body_lost or left <= 0):
+                why = damage.why if body_lost else "its last queue record was damaged"
+                quarantine(self.root, mpath, why, quiet=True, kind="message")
+                moved.append(f"msg/{msg_id}")
+
+        await self._io(move)
+        self._index.queues.get(queue, {}).pop(record_id, None)
+        self._envelopes.pop((queue, record_id), None)
+        self._after_crash.discard((queue, record_id))
+        if left > 0:
+            self._index.refs[msg_id] = left
+        else:
+            self._index.refs.pop(msg_id, None)
+        if body_lost or left <= 0:
+            self._forget(msg_id)
+        log.error(
+            "spool quarantined id=%s record=%s files=%s why=%s (damaged %s file; not retried)",
+            msg_id,
+            record_id,
+            ",".join(moved) or "-",
+            damage.why,
+            damage.kind,
+        )
+        self._quarantined()
+
+    # -- quarantine ----------------------------------------------------------------
+
+    def quarantined(self) -> list[dict[str, object]]:
+        """Every quarantined file's info (quarantine.py), oldest first."""
+        return qfiles.entries(self.root)
+
+    def quarantine_entry(self, name: str) -> tuple[dict[str, object], bytes]:
+        """One entry's info and the start of its file; FileNotFoundError when there is none."""
+        if name not in qfiles.names(self.root):
+            raise FileNotFoundError(name)
+        return qfiles.read_info(self.root, name), qfiles.content(self.root, name)
+
+    def pending_notices(self) -> list[dict[str, object]]:
+        """Quarantined entries whose sender has not been told yet."""
+        return qfiles.pending_notices(self.root)
+
+    async def mark_notified(self, name: str, notice_id: str) -> None:
+        await self._io(qfiles.mark_notified, self.root, name, notice_id)
 
     async def done(self, queue: str, record_id: str) -> None:
         """The record's work is finished: remove it, and the message with its last record."""
@@ -341,7 +489,7 @@ class Spool:
         out = {"incoming": len(self._incoming)}
         for queue, records in self._index.queues.items():
             out[queue] = len(records)
-        out["quarantine"] = len(os.listdir(self.root / "quarantine")) if self._opened else 0
+        out["quarantine"] = len(qfiles.names(self.root)) if self._opened else 0
         return out
 
     def records(self, queue: str) -> list[str]:

@@ -121,3 +121,24 @@ def decode(raw: bytes) -> Record:
     if zlib.crc32(raw[:body_end]) != stored:
         raise CorruptRecord("checksum mismatch")
     return Record(_env_from_json(env_obj), msg_id, raw[body_start:body_end])
+
+
+def salvage_envelope(raw: bytes) -> Envelope | None:
+    """The envelope of a damaged file when its header line is still whole, else None.
+
+    Used only to tell a sender that their message was lost: the header line
+    is JSON of its own, so damage to the body (the usual torn or flipped
+    bytes) leaves it readable.
+    """
+    if not raw.startswith(MAGIC):
+        return None
+    first_nl = raw.find(b"\n")
+    second_nl = raw.find(b"\n", first_nl + 1)
+    if first_nl < 0 or second_nl < 0:
+        return None
+    try:
+        header = json.loads(raw[first_nl + 1 : second_nl])
+        env = header["env"] if isinstance(header, dict) else None
+        return _env_from_json(env) if isinstance(env, dict) else None
+    except (ValueError, KeyError, TypeError, CorruptRecord):
+        return None

@@ -11,8 +11,13 @@ the spool writes is in exactly one of these places):
 | incoming/<id>, corrupt                 | disk damage (it was fsynced)          | move to quarantine/            |
 | q/<queue>/<rid>, valid, msg/<id> there | routed, not yet done                  | keep, index it                 |
 | q/<queue>/<rid>, corrupt or no message | damage or an impossible state         | move to quarantine/, log error |
+| msg/<id> whose only record was corrupt | its record was damaged                | move to quarantine/            |
 | msg/<id> with no record                | every record done, unlink lost        | delete                         |
 | quarantine/<any>                       | set aside for the admin               | leave, count                   |
+
+Whatever is quarantined gets an info file (quarantine.py); when the damaged
+file's envelope can still be read, the info asks the MTA agent to tell the
+sender, once.
 
 A half-routed message is routed again from incoming/, so each recipient gets
 exactly one record; a record finished but not unlinked is delivered again
@@ -25,8 +30,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mailplat.spool.record import CorruptRecord, Record, decode
+from mailplat.core.envelope import Envelope
+from mailplat.spool import quarantine as quarantine_dir
+from mailplat.spool.record import CorruptRecord, Record, decode, salvage_envelope
 
 log = logging.getLogger("mailplat.spool")
 
@@ -67,10 +75,33 @@ def msg_of(record_id: str) -> str:
     return record_id.rsplit(".", 1)[0]
 
 
-def quarantine(root: Path, path: Path, why: str) -> None:
-    target = root / "quarantine" / f"{path.parent.name}-{path.name}"
-    os.replace(path, target)
-    log.error("spool quarantined file=%s why=%s", target, why)
+def quarantine(
+    root: Path,
+    path: Path,
+    why: str,
+    env: Envelope | None = None,
+    *,
+    quiet: bool = False,
+    **info: Any,
+) -> str:
+    """Set one damaged file aside (quarantine.move); a readable envelope asks for a notice.
+
+    One log line unless quiet (a caller moving two files of one message logs once).
+    """
+    facts: dict[str, Any] = {"id": msg_of(path.name), **info}
+    if env is not None:
+        facts.update(quarantine_dir.envelope_facts(env))
+        facts["notify"] = bool(env.mail_from)
+    name = quarantine_dir.move(root, path, why, facts)
+    if not quiet:
+        log.error(
+            "spool quarantined id=%s file=%s/%s why=%s",
+            facts["id"],
+            path.parent.name,
+            path.name,
+            why,
+        )
+    return name
 
 
 def _names(path: Path) -> list[str]:
@@ -82,10 +113,16 @@ def _names(path: Path) -> list[str]:
 
 def _read_or_quarantine(root: Path, path: Path, report: RecoveryReport) -> Record | None:
     """The file's record, or None after moving a damaged file to quarantine/."""
+    raw = path.read_bytes()
     try:
-        return decode(path.read_bytes())
+        return decode(raw)
     except CorruptRecord as exc:
-        quarantine(root, path, str(exc))
+        kind = "incoming" if path.parent.name == "incoming" else "record"
+        extra: dict[str, Any] = {}
+        if kind == "record":
+            extra = {"queue": path.parent.name, "record": path.name}
+        env = salvage_envelope(raw)
+        quarantine(root, path, str(exc), env, kind=kind, body_lost=kind == "incoming", **extra)
         report.quarantined += 1
         return None
 
@@ -113,6 +150,7 @@ def recover(root: Path) -> tuple[Index, RecoveryReport]:
     report.incoming = len(pending)
 
     half_routed: set[str] = set()
+    lost_records: set[str] = set()
     for queue in _names(root / "q"):
         qdir = root / "q" / queue
         if not qdir.is_dir():
@@ -127,9 +165,19 @@ def recover(root: Path) -> tuple[Index, RecoveryReport]:
                 continue
             rec = _read_or_quarantine(root, path, report)
             if rec is None:
+                lost_records.add(msg_id)
                 continue
             if not (root / "msg" / rec.msg_id).exists():
-                quarantine(root, path, f"message {rec.msg_id} is missing")
+                quarantine(
+                    root,
+                    path,
+                    f"message {rec.msg_id} is missing",
+                    rec.envelope,
+                    kind="record",
+                    queue=queue,
+                    record=rid,
+                    body_lost=True,
+                )
                 report.quarantined += 1
                 continue
             records[rid] = rec.envelope.next_try
@@ -138,7 +186,15 @@ def recover(root: Path) -> tuple[Index, RecoveryReport]:
     report.half_routed = len(half_routed)
 
     for name in _names(root / "msg"):
-        if name not in index.refs:
-            (root / "msg" / name).unlink()
-            report.orphans_removed += 1
+        if name in index.refs:
+            continue
+        if name in lost_records:
+            # Its record is gone but the text is whole: keep it for the admin.
+            # Logged with its record already: one line per damaged message.
+            why = "its queue record was damaged"
+            quarantine(root, root / "msg" / name, why, quiet=True, kind="message")
+            report.quarantined += 1
+            continue
+        (root / "msg" / name).unlink()
+        report.orphans_removed += 1
     return index, report

@@ -49,4 +49,4 @@ def test_w3c_activity_and_json_logs(tmp_path: Path) -> None:
     assert "smtp accepted" in activity and "mta routed" in activity
     assert "listening" not in activity  # only message events
     events = [json.loads(line) for line in (logs / "mailplat.jsonl").read_text().splitlines()]
-    assert any(e["msg"].startswith("delivery ok") for e in events)
+    assert any(e.get("event") == "delivery ok" for e in events)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from mailplat.core.envelope import Envelope
+from mailplat.core.ids import is_id, new_id
 from mailplat.spool.queue import Spool
 from mailplat.spool.record import encode
 
-ENV = Envelope("sender@remote.test", ("a@example.test", "b@other.test"), "T1", 1000.0)
+ENV = Envelope("sender@remote.test", ("a@example.test", "b@other.test"), new_id(), 1000.0)
 BODY = b"Subject: hi\n\nbody\n"
 
 
@@ -27,6 +29,7 @@ def opened(root: Path) -> Spool:
 async def test_receive_route_done_leaves_nothing(tmp_path: Path) -> None:
     spool = opened(tmp_path)
     msg_id = await spool.receive(ENV, BODY)
+    assert msg_id == ENV.trace_id  # one id: the trace id is the message id
     assert spool.incoming() == [msg_id]
     assert spool.read_incoming(msg_id) == (ENV, BODY)
     await spool.route(
@@ -178,3 +181,21 @@ async def test_records_found_after_a_crash_are_flagged_as_possible_duplicates(
     clean = Spool(tmp_path)
     assert not clean.open().after_crash
     assert not clean.possible_duplicate("postoffice", f"{msg_id}.0")
+
+
+async def test_a_taken_or_malformed_trace_id_gets_a_new_id_carried_by_the_envelope(
+    tmp_path: Path,
+) -> None:
+    spool = opened(tmp_path)
+    first = await spool.receive(ENV, BODY)
+    # The same trace id again (a badmail resend while the original is queued),
+    # twice at once: neither may overwrite the other.
+    again, twice = await asyncio.gather(spool.receive(ENV, BODY), spool.receive(ENV, BODY))
+    assert len({first, again, twice}) == 3
+    for msg_id in (again, twice):
+        assert spool.read_incoming(msg_id)[0] == replace(ENV, trace_id=msg_id)
+    odd = await spool.receive(replace(ENV, trace_id="../x"), BODY)
+    assert is_id(odd) and spool.read_incoming(odd)[0].trace_id == odd
+    reopened = Spool(tmp_path)
+    reopened.open()
+    assert sorted(reopened.incoming()) == sorted([first, again, twice, odd])

@@ -17,7 +17,7 @@ from typing import Any
 
 from mailplat.runtime.server import Server
 from tests.outbound.test_server_e2e import relay_site
-from tests.support import maildir_files, running, wait_for
+from tests.support import base_postoffice, maildir_files, running, wait_for, write_site
 from tests.support_dns import DnsServer
 from tests.support_smtp import Receiver, Script, free_port
 
@@ -130,3 +130,89 @@ def test_queue_list_without_a_server(tmp_path: Path) -> None:
     res = cli(tmp_path, "queue", "list")
     assert res.returncode == 1
     assert "no server is running" in res.stdout + res.stderr
+
+
+def _views_site(tmp_path: Path, dns: DnsServer, port: int) -> Path:
+    dns.zone.mx("dest.test", (10, "mx1.dest.test"))
+    dns.zone.a("mx1.dest.test", "127.0.0.2")
+    po = base_postoffice()
+    po["lists"] = {"news": {"domain": "example.test", "owner": "postmaster"}}
+    return write_site(
+        tmp_path,
+        site={
+            "server": {"dns_servers": [dns.address]},
+            "relay": {"privileged_ips": ["127.0.0.1"]},
+            "delivery": {"remote_port": port, "remote_timeout_seconds": 5},
+        },
+        postoffices={"example": po},
+        tls=False,
+    )
+
+
+async def test_queue_views_history_pipes_and_the_list_queue(tmp_path: Path, dns: DnsServer) -> None:
+    port = free_port()
+    site = _views_site(tmp_path, dns, port)
+    data = tmp_path / "data"
+    long_rcpt = "someone.with.a.rather.long.address.for.columns@dest.test"
+    rx = await Receiver("127.0.0.2", port, Script(mail_reply=DEFER)).start()
+    try:
+        async with running(site, data) as server:
+
+            def send_two() -> None:
+                with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
+                    s.sendmail("alice@example.test", [long_rcpt], b"Subject: v\r\n\r\nbody\r\n")
+                    s.sendmail(
+                        "alice@example.test", ["news@example.test"], b"Subject: l\r\n\r\nb\r\n"
+                    )
+
+            await asyncio.to_thread(send_two)
+            await wait_for(
+                lambda: (
+                    server.spool.stats().get("list", 0) == 1
+                    and any(
+                        server.spool.read_record("smtp", r)[0].attempts >= 1
+                        for r in server.spool.records("smtp")
+                    )
+                )
+            )
+            [entry] = await listed(data)
+            # In a pipe (subprocess output is one): one full-width line per message.
+            table = await acli(data, "queue", "list")
+            [row] = [line for line in table.stdout.splitlines() if entry["id"] in line]
+            assert long_rcpt in row and DEFER in row and "alice@example.test" in row
+            assert "│" not in table.stdout  # plain columns for grep and awk
+
+            # The list queue is visible, alone or with every queue.
+            only_list = (await acli(data, "queue", "list", "--queue", "list", "--json")).stdout
+            [held] = json.loads(only_list)
+            assert held["queue"] == "list" and held["recipients"] == ["news@example.test"]
+            everything = await acli(data, "queue", "list", "--queue", "all")
+            queue_of = {
+                line.split()[0]: line.split()[1]
+                for line in everything.stdout.splitlines()
+                if line.split() and line.split()[0] in (entry["id"], held["id"])
+            }
+            assert queue_of == {entry["id"]: "smtp", held["id"]: "list"}
+            shown = await acli(data, "queue", "show", held["id"].rsplit(".", 1)[0], "--json")
+            assert json.loads(shown.stdout)["entry"]["queue"] == "list"
+            bad = await acli(data, "queue", "list", "--queue", "nope")
+            assert bad.returncode == 1 and "choose smtp" in bad.stderr
+
+        # History persists in the record: a restart still shows the attempt.
+        async with running(site, data) as server:
+            res = await acli(data, "queue", "show", entry["id"], "--json")
+            assert res.returncode == 0, res.stderr
+            [attempt] = json.loads(res.stdout)["history"]
+            [result] = attempt["results"]
+            assert result["result"] == "deferred" and result["rcpts"] == [long_rcpt]
+            assert DEFER in result["reply"] and result["host"] == "mx1.dest.test"
+            assert abs(attempt["at"] - entry["received_at"]) < 60
+            text = await acli(data, "queue", "show", entry["id"])
+            assert "history" in text.stdout and DEFER in text.stdout
+            # A second attempt adds a second line of history.
+            await acli(data, "queue", "retry", entry["id"])
+            await wait_for(lambda: server.spool.read_record("smtp", entry["id"])[0].attempts >= 2)
+            res = await acli(data, "queue", "show", entry["id"], "--json")
+            assert [a["n"] for a in json.loads(res.stdout)["history"]] == [1, 2]
+    finally:
+        await rx.stop()

@@ -6,7 +6,9 @@ Delivered-To and the catchall header, write into the Maildir (tmp -> fsync
 -> new, in a worker thread so the loop never blocks on fsync), then run the
 autoresponder and delivery event. The record is marked done only after every
 mailbox got its copy, so a crash repeats a delivery (logged as a possible
-duplicate) but never loses one.
+duplicate) but never loses one. A record whose record or message file is
+damaged on disk is quarantined once (the spool logs it; the MTA agent tells
+the sender), never retried.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from email.utils import parseaddr
 from pathlib import Path
 
 from mailplat.auth.memory import ExpiringMemory
@@ -23,7 +26,8 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.ids import new_id
 from mailplat.core.worker import Worker
 from mailplat.message import dsn, headers
-from mailplat.spool.queue import Spool
+from mailplat.spool import history
+from mailplat.spool.queue import Damaged, Spool
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
@@ -37,16 +41,57 @@ AUTOREPLY_MEMORY_MINUTES = 4 * 24 * 60  # one reply per sender per 4 days (RFC 3
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
 
 
+def _token(value: str | None) -> str:
+    """The keyword of a header value, without parameters or comments: `auto-replied (x)`."""
+    return (value or "").split(";", 1)[0].split("(", 1)[0].strip().lower()
+
+
 def is_bulk(data: bytes) -> bool:
     """Mail an autoresponder or delivery event must not answer (RFC 3834 §2)."""
-    precedence = (headers.get_header(data, "Precedence") or "").lower()
-    auto = (headers.get_header(data, "Auto-Submitted") or "no").lower()
+    precedence = _token(headers.get_header(data, "Precedence"))
+    auto = _token(headers.get_header(data, "Auto-Submitted")) or "no"
     return (
         precedence in ("bulk", "list", "junk")
         or auto != "no"
         or headers.has_header(data, "List-Id")
         or headers.has_header(data, "List-Unsubscribe")
     )
+
+
+# RFC 3834 §2: programs, list servers and their owners are never answered.
+_DAEMONS = frozenset({"mailer-daemon", "postmaster", "listserv", "majordomo", "bounce", "bounces"})
+_NO_REPLY = ("noreply", "donotreply")  # after dropping "-", "_" and "."
+
+
+def is_automatic_sender(address: str) -> bool:
+    """True for a sender that is a program or a list: mailer-daemon, *-request, owner-*,
+    *-owner, noreply and its spellings (no-reply, do-not-reply, noreply+tag, ...)."""
+    local = address.rsplit("@", 1)[0].strip().strip('<>"').lower()
+    base = local.split("+", 1)[0]
+    squeezed = base.replace("-", "").replace("_", "").replace(".", "")
+    return (
+        base in _DAEMONS
+        or base.startswith("owner-")
+        or base.endswith(("-owner", "-request"))
+        or squeezed.startswith(_NO_REPLY)
+    )
+
+
+def autoreply_refusal(env: Envelope, data: bytes) -> str | None:
+    """Why this message gets no auto-reply (RFC 3834 §2), or None when it may get one."""
+    if not env.mail_from:
+        return "null sender"
+    if is_automatic_sender(env.mail_from):
+        return "automatic sender"
+    sender = parseaddr(headers.get_header(data, "From") or "")[1]
+    if sender and is_automatic_sender(sender):
+        return "automatic From"
+    if is_bulk(data):
+        return "bulk, list or auto-submitted mail"
+    suppress = (headers.get_header(data, "X-Auto-Response-Suppress") or "").lower()
+    if any(word in suppress for word in ("all", "oof", "autoreply")):
+        return "X-Auto-Response-Suppress"
+    return None
 
 
 class LocalDelivery(Worker):
@@ -92,16 +137,33 @@ class LocalDelivery(Worker):
     async def _one(self, record_id: str) -> None:
         try:
             await self.process(record_id)
-        except Exception:
-            log.exception("delivery failed record=%s; will retry", record_id)
+        except Exception as exc:
+            log.exception(
+                "delivery failed id=%s record=%s; will retry",
+                record_id.rsplit(".", 1)[0],
+                record_id,
+            )
             env, _ = self.spool.read_record(QUEUE, record_id)
+            failed = [
+                {
+                    "result": "deferred",
+                    "host": "local",
+                    "reply": f"internal error: {exc}",
+                    "rcpts": list(env.rcpts),
+                }
+            ]
+            env = history.add_attempt(env, time.time(), failed)
             await self.spool.update(QUEUE, record_id, _later(env, 60.0))
         finally:
             self.spool.release(QUEUE, record_id)
 
     async def process(self, record_id: str) -> None:
-        env, msg_id = self.spool.read_record(QUEUE, record_id)
-        data = self.spool.read_message(msg_id)
+        try:
+            env, msg_id = self.spool.read_record(QUEUE, record_id)
+            data = self.spool.read_message(msg_id)
+        except Damaged as exc:
+            await self.spool.quarantine_record(QUEUE, record_id, exc)
+            return
         if self.spool.possible_duplicate(QUEUE, record_id):
             log.warning(
                 "delivery possible-duplicate id=%s record=%s mailboxes=%s "
@@ -167,8 +229,18 @@ class LocalDelivery(Worker):
     ) -> None:
         bulk = is_bulk(data) or not env.mail_from
         reply = entry.model.autoresponder
-        if reply is not None and reply.enabled and not bulk:
-            await self._autoreply(env, data, entry, directory)
+        if reply is not None and reply.enabled:
+            why = autoreply_refusal(env, data)
+            if why is None:
+                await self._autoreply(env, data, entry, directory)
+            else:
+                log.info(
+                    "delivery no-autoreply id=%s mailbox=%s from=%s why=%s",
+                    env.trace_id,
+                    entry.key,
+                    env.mail_from or "<>",
+                    why,
+                )
         event = entry.model.delivery_event
         if event is not None and not bulk:
             asyncio.get_running_loop().create_task(
@@ -204,8 +276,14 @@ class LocalDelivery(Worker):
             received_at=now,
             meta=(("autoreply-of", env.trace_id),),
         )
-        await self.inject(reply_env, message)
-        log.info("delivery autoreply mailbox=%s to=%s", entry.key, env.mail_from)
+        reply_id = await self.inject(reply_env, message)
+        log.info(
+            "delivery autoreply id=%s parent=%s mailbox=%s to=%s",
+            reply_id,
+            env.trace_id,
+            entry.key,
+            env.mail_from,
+        )
 
     async def _bounce(
         self,
@@ -218,8 +296,8 @@ class LocalDelivery(Worker):
         if made is None:
             log.info("delivery no-bounce id=%s (null sender or no_ndr)", env.trace_id)
             return
-        await self.inject(*made)
-        log.info("delivery bounce of=%s to=%s", env.trace_id, env.mail_from)
+        bounce_id = await self.inject(*made)
+        log.info("delivery bounce id=%s parent=%s to=%s", bounce_id, env.trace_id, env.mail_from)
 
 
 def _later(env: Envelope, seconds: float) -> Envelope:

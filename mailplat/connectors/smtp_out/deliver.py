@@ -24,6 +24,11 @@ A message from the null sender is never answered (RELIABILITY.md §8), nor is
 any message when no_ndr is on: its failed recipients are kept on the record
 (meta `failed:<rcpt>`) and end up in badmail, where an admin can see them.
 
+Damage. A record whose record or message file is damaged on disk (checked
+when it is claimed, before any lane sees it) is quarantined once by the
+spool, which logs it and leaves the sender's notice to the MTA agent; it is
+never retried.
+
 Durability. DSNs are injected (fsynced into the spool) before the record is
 rewritten or removed, and the record is rewritten only after the remote's
 reply. A crash anywhere repeats work (a duplicate delivery or notice, logged
@@ -40,6 +45,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from mailplat.config.directory import Directory
 from mailplat.config.models.site import Site, SmartHostAuth
@@ -60,8 +66,9 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.worker import Worker
 from mailplat.dns.resolver import DnsError, DnsTemporary, Resolver
 from mailplat.message import dsn
+from mailplat.spool import history
 from mailplat.spool.faults import fault
-from mailplat.spool.queue import Spool
+from mailplat.spool.queue import Damaged, Spool
 
 log = logging.getLogger("mailplat.outbound")
 
@@ -207,10 +214,21 @@ class OutboundDelivery(Worker):
         for rid in batch:
             try:
                 env, msg_id = self.spool.read_record(QUEUE, rid)
+                # Read here, once: damage shows now instead of in every lane, and
+                # the copy read stays cached for the lanes and the settling.
+                self.spool.read_message(msg_id)
+            except Damaged as exc:
+                await self.spool.quarantine_record(QUEUE, rid, exc)
+                self.spool.release(QUEUE, rid)
+                continue
             except Exception:
                 # Unreadable: set it aside where an admin looks, instead of
                 # failing on it at every poll.
-                log.exception("outbound unreadable record=%s; moved to badmail", rid)
+                log.exception(
+                    "outbound unreadable id=%s record=%s; moved to badmail",
+                    rid.rsplit(".", 1)[0],
+                    rid,
+                )
                 await self.spool.move(QUEUE, rid, BADMAIL)
                 self.spool.release(QUEUE, rid)
                 continue
@@ -257,7 +275,9 @@ class OutboundDelivery(Worker):
                     try:
                         outcomes = await self._deliver(lane, queue.dest, item)
                     except Exception as exc:
-                        log.exception("outbound error dest=%s", queue.dest.key)
+                        log.exception(
+                            "outbound error id=%s dest=%s", item.work.env.trace_id, queue.dest.key
+                        )
                         oops = local_outcome("deferred", "4.3.0", f"internal error: {exc}")
                         outcomes = dict.fromkeys(item.rcpts, oops)
                     if any(o.kind == "delivered" for o in outcomes.values()):
@@ -429,8 +449,16 @@ class OutboundDelivery(Worker):
     async def _finish(self, work: _Work) -> None:
         try:
             await self._settle(work)
+        except Damaged as exc:
+            # Damaged between the claim and now (its cached copy was evicted):
+            # set aside, not retried; the notice names every recipient of it.
+            await self.spool.quarantine_record(QUEUE, work.record_id, exc)
         except Exception:
-            log.exception("outbound settle-failed record=%s; retrying later", work.record_id)
+            log.exception(
+                "outbound settle-failed id=%s record=%s; retrying later",
+                work.env.trace_id,
+                work.record_id,
+            )
             with contextlib.suppress(Exception):
                 later = replace(work.env, next_try=self.clock.now() + ERROR_RETRY_SECONDS)
                 await self.spool.update(QUEUE, work.record_id, later)
@@ -478,6 +506,7 @@ class OutboundDelivery(Worker):
                     "outbound no-bounce id=%s rcpts=%s (%s)", env.trace_id, ",".join(given_up), why
                 )
         meta = _set(_with_held(env, held), LAST_ATTEMPT, f"{now:.0f}")
+        meta = history.add_attempt(replace(env, meta=meta), now, _results(env, outs)).meta
         first_error = next((outs[r].text for r in [*waiting, *given_up]), "")
         if first_error:
             meta = _set(meta, LAST_ERROR, first_error)
@@ -527,7 +556,7 @@ class OutboundDelivery(Worker):
         made = dsn.bounce_for(directory, env, data, statuses)
         if made is not None:
             queue_id = await self.inject(*made)
-            log.info("outbound bounce id=%s of=%s to=%s", queue_id, env.trace_id, env.mail_from)
+            log.info("outbound bounce id=%s parent=%s to=%s", queue_id, env.trace_id, env.mail_from)
 
     async def _delay_notice(
         self,
@@ -545,7 +574,7 @@ class OutboundDelivery(Worker):
         if made is not None:
             queue_id = await self.inject(*made)
             log.info(
-                "outbound delay-notice id=%s of=%s to=%s", queue_id, env.trace_id, env.mail_from
+                "outbound delay-notice id=%s parent=%s to=%s", queue_id, env.trace_id, env.mail_from
             )
 
 
@@ -562,6 +591,21 @@ def _status(env: Envelope, rcpt: str, out: Outcome, action: str) -> dsn.Recipien
         remote_mta=out.remote_mta,
         original_rcpt=original if original and original != rcpt else "",
     )
+
+
+def _results(env: Envelope, outs: dict[str, Outcome]) -> list[dict[str, Any]]:
+    """One attempt for the record's history: recipients grouped by what happened to them."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for rcpt in env.rcpts:
+        out = outs[rcpt]
+        if out.kind == "skipped":
+            continue
+        reply = out.diagnostic.split("; ", 1)[-1]
+        groups.setdefault((out.kind, out.remote_mta, reply), []).append(rcpt)
+    return [
+        {"result": kind, "host": host, "reply": reply, "rcpts": rcpts}
+        for (kind, host, reply), rcpts in groups.items()
+    ]
 
 
 def _held(env: Envelope) -> dict[str, Outcome]:

@@ -14,6 +14,7 @@ Callers kick the OutboundDelivery after retry/resend so it acts at once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -24,7 +25,9 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.errors import MailplatError
 from mailplat.message import dsn
 from mailplat.message.headers import header_block
-from mailplat.spool.queue import Spool
+from mailplat.spool.queue import Damaged, Spool
+
+log = logging.getLogger("mailplat.queue")
 
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
 
@@ -89,8 +92,8 @@ def _entry(spool: Spool, queue: str, rid: str) -> Entry:
         raise NotFound(f"no message {rid} in queue {queue}") from exc
     try:
         size = len(spool.read_message(msg_id))
-    except OSError:
-        size = -1  # the message file is gone: shown, not hidden
+    except (OSError, Damaged):
+        size = -1  # the message file is gone or damaged: shown, not hidden
     return Entry(
         id=rid,
         queue=queue,
@@ -131,7 +134,7 @@ def show(spool: Spool, queue: str, rid: str) -> tuple[Entry, Envelope, bytes]:
     env, msg_id = spool.read_record(queue, rid)
     try:
         headers = header_block(spool.read_message(msg_id))
-    except OSError:
+    except (OSError, Damaged):
         headers = b""
     return entry, env, headers
 
@@ -207,7 +210,13 @@ async def bounce(spool: Spool, directory: Directory, inject: Inject, rid: str, n
             parked = env.with_meta("badmail", "bounced by the administrator; sender not notified")
             await spool.move(QUEUE, rid, BADMAIL, parked.with_meta("queue", QUEUE))
             return BADMAIL
-        await inject(*made)
+        notice_id = await inject(*made)
+        log.info(
+            "queue bounce id=%s parent=%s to=%s (by the administrator)",
+            notice_id,
+            env.trace_id,
+            env.mail_from,
+        )
         await spool.done(QUEUE, rid)
         return "bounced"
     finally:

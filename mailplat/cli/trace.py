@@ -1,0 +1,99 @@
+"""`mailplat trace SITE ID`: one message's whole life, read back from the JSON log.
+
+Input: the site (to find its data root and log directory) and a message id as
+the SMTP reply, the Received header or `queue list` show it (`ID` or `ID.N`).
+Output: every line of mailplat.jsonl (and its rolled-over files) about that
+message, and about the bounces, notices and auto-replies it caused (they are
+logged with `parent=` its id), oldest first: time, event and the key fields;
+`--json` prints the events as they were logged. Exit 0 found, 1 no log to
+read, 3 nothing logged for that id.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mailplat.cli.console import DataOpt, JsonOpt, SiteArg, emit_json, fail, out
+from mailplat.config.load import data_root_of_dir
+from mailplat.config.yamlread import read_yaml_text
+from mailplat.runtime.logging import JSON_LOG, log_files, trace
+
+EXIT_NOT_FOUND = 3
+_HIDDEN = ("ts", "level", "logger", "event", "msg", "exc")
+
+
+def _log_dir(site: Path, root: Path) -> Path:
+    """logging.directory of site.yaml (relative to the data root), read without loading the site."""
+    directory = "logs"
+    try:
+        doc = read_yaml_text((site / "site.yaml").read_text(encoding="utf-8"))
+        logging = doc.data.get("logging") if isinstance(doc.data, dict) else None
+        value = logging.get("directory") if isinstance(logging, dict) else None
+        if isinstance(value, str) and value:
+            directory = value
+    except (OSError, ValueError, AttributeError):
+        pass  # a broken site.yaml still has its logs in the default place
+    return root / directory
+
+
+def _line(event: dict[str, Any], asked: str) -> str:
+    stamp = str(event.get("ts", "")).replace("T", " ").rstrip("Z")
+    level = str(event.get("level", "info"))
+    name = str(event.get("event") or "")
+    fields = [
+        f"{k}={v}" for k, v in event.items() if k not in _HIDDEN and not (k == "id" and v == asked)
+    ]
+    if event.get("msg"):
+        fields.append(str(event["msg"]))
+    mark = "" if level == "info" else f"{level.upper()} "
+    return f"{stamp}  {mark}{name:<24} {' '.join(fields)}".rstrip()
+
+
+def trace_command(
+    site: SiteArg,
+    msg_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="Message id: from the SMTP reply, Received or `queue list`."
+        ),
+    ],
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a message's whole life from the logs: accepted, routed, delivered, bounced...
+
+    Bounces, delay notices and auto-replies it caused are followed too.
+    Exit 0 found, 1 no log to read, 3 nothing logged for ID.
+    """
+    if not site.is_dir():
+        fail(f"site folder {site} does not exist")
+    wanted = msg_id.strip()
+    if not wanted:
+        fail("give the id of a message, e.g. from `250 2.0.0 OK queued as ID`")
+    root = data_root_of_dir(site, data, os.environ.get("MAILPLAT_DATA"))
+    log_dir = _log_dir(site, root)
+    if not log_files(log_dir):
+        fail(
+            f"no {JSON_LOG} in {log_dir}: the server logs JSON lines there while "
+            "logging.json is on (the default)"
+        )
+    events = trace(log_dir, wanted)
+    if as_json:
+        emit_json(events)
+    if not events:
+        if not as_json:
+            fail(f"nothing logged for {wanted} in {log_dir}", EXIT_NOT_FOUND)
+        raise typer.Exit(EXIT_NOT_FOUND)
+    if as_json:
+        return
+    asked = wanted.rsplit(".", 1)[0]
+    for event in events:
+        out.print(_line(event, asked), highlight=False, markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("trace")(trace_command)
