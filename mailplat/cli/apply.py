@@ -142,6 +142,8 @@ def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
         raise typer.Exit(1)
     for line in reply.get("listeners", []):
         out.print(f"  listener {line}", highlight=False)
+    for line in reply.get("listener_errors", []):
+        err.print(f"[yellow]warning:[/] listeners unchanged: {line}", highlight=False)
     if reply.get("created"):
         out.print(f"Created {len(reply['created'])} Maildir(s).")
     ok(

@@ -123,6 +123,22 @@ def optional_site(arg: Path | None, opt: Path | None) -> Path | None:
     return arg or opt
 
 
+def is_site_dir(text: str) -> bool:
+    """True for a folder holding a site.yaml (never a message id)."""
+    return (Path(text) / "site.yaml").is_file()
+
+
+def split_site(args: list[str], opt: Path | None) -> tuple[Path | None, list[str]]:
+    """`[SITE] ARG...` -> (site, the other args): the first is SITE when it is a site folder.
+
+    For commands whose own arguments are positional (message ids), so SITE can
+    still come first as on every other command; --site works as well.
+    """
+    if args and is_site_dir(args[0]):
+        return optional_site(Path(args[0]), opt), args[1:]
+    return opt, args
+
+
 def site_of(arg: Path | None, opt: Path | None) -> Path:
     """The site a command was given, as SITE or --site SITE (both: they must agree)."""
     site = optional_site(arg, opt)

@@ -18,7 +18,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mailplat.cli.console import JsonOpt, emit_json, err, fail, ok, out
+from mailplat.cli.console import (
+    JsonOpt,
+    SiteArg,
+    SiteOpt,
+    emit_json,
+    err,
+    fail,
+    ok,
+    optional_site,
+    out,
+    split_site,
+)
 from mailplat.config.load import data_root_of_dir
 from mailplat.control import channel
 
@@ -30,11 +41,23 @@ badmail_app = typer.Typer(
     help="Mail given up on (badmail) in the running server.", no_args_is_help=True
 )
 
-SiteOpt = Annotated[
-    Path | None, typer.Option("--site", help="Site folder (to find its data root).")
-]
 DataOpt = Annotated[str | None, typer.Option("--data", help="Data root of the running server.")]
-IdArg = Annotated[str, typer.Argument(help="Queue id, as `list` shows it.")]
+IdArgs = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="[SITE] ID",
+        help="Queue id, as `list` shows it; the site folder may come first (or use --site).",
+        show_default=False,
+    ),
+]
+
+
+def _one_id(args: list[str], opt: Path | None) -> tuple[Path | None, str]:
+    """`[SITE] ID` -> (site, id)."""
+    site, rest = split_site(args, opt)
+    if len(rest) != 1:
+        fail("give one message id (and optionally the site folder first)")
+    return site, rest[0]
 
 
 def _root(site: Path | None, data: str | None) -> Path:
@@ -203,13 +226,17 @@ QueueOpt = Annotated[
 
 @queue_app.command("list")
 def queue_list(
-    queue: QueueOpt = None, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+    site: SiteArg = None,
+    queue: QueueOpt = None,
+    site_opt: SiteOpt = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Waiting messages: sender, recipients, age, tries, next try, last error.
 
     The outbound (smtp) queue unless --queue names another, or all of them.
     """
-    _list(_queue_name(queue, default="smtp"), site, data, as_json)
+    _list(_queue_name(queue, default="smtp"), optional_site(site, site_opt), data, as_json)
 
 
 def _queue_name(queue: str | None, default: str) -> str:
@@ -221,9 +248,9 @@ def _queue_name(queue: str | None, default: str) -> str:
 
 @queue_app.command("show")
 def queue_show(
-    rid: IdArg,
+    args: IdArgs,
     queue: QueueOpt = None,
-    site: SiteOpt = None,
+    site_opt: SiteOpt = None,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -231,18 +258,27 @@ def queue_show(
 
     Looked for in every queue unless --queue names one.
     """
+    site, rid = _one_id(args, site_opt)
     _show(None if queue is None else _queue_name(queue, "all"), rid, site, data, as_json)
 
 
 @queue_app.command("retry")
 def queue_retry(
-    ids: Annotated[list[str] | None, typer.Argument(help="Queue ids; none with --all.")] = None,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[SITE] [ID]...",
+            help="Queue ids (none with --all); the site folder may come first.",
+            show_default=False,
+        ),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Retry every queued message now.")] = False,
-    site: SiteOpt = None,
+    site_opt: SiteOpt = None,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Try queued messages again now instead of waiting for their next retry."""
+    site, ids = split_site(args or [], site_opt)
     if not ids and not all_:
         fail("name the messages to retry, or use --all")
     request: dict[str, Any] = {"cmd": "queue-retry", "all": all_, "ids": ids or []}
@@ -255,9 +291,10 @@ def queue_retry(
 
 @queue_app.command("delete")
 def queue_delete(
-    rid: IdArg, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+    args: IdArgs, site_opt: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Stop delivering a message; it moves to badmail (nothing is lost)."""
+    site, rid = _one_id(args, site_opt)
     reply = _call(site, data, {"cmd": "queue-delete", "queue": "smtp", "id": rid}, as_json)
     if as_json:
         emit_json(reply)
@@ -267,9 +304,10 @@ def queue_delete(
 
 @queue_app.command("bounce")
 def queue_bounce(
-    rid: IdArg, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+    args: IdArgs, site_opt: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Give up on a message now and send its sender a non-delivery report."""
+    site, rid = _one_id(args, site_opt)
     reply = _call(site, data, {"cmd": "queue-bounce", "id": rid}, as_json)
     if as_json:
         emit_json(reply)
@@ -281,24 +319,28 @@ def queue_bounce(
 
 
 @badmail_app.command("list")
-def badmail_list(site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False) -> None:
+def badmail_list(
+    site: SiteArg = None, site_opt: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+) -> None:
     """Messages given up on, with the reason."""
-    _list("badmail", site, data, as_json)
+    _list("badmail", optional_site(site, site_opt), data, as_json)
 
 
 @badmail_app.command("show")
 def badmail_show(
-    rid: IdArg, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+    args: IdArgs, site_opt: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
 ) -> None:
     """One badmail message: envelope, reason and headers."""
+    site, rid = _one_id(args, site_opt)
     _show("badmail", rid, site, data, as_json)
 
 
 @badmail_app.command("resend")
 def badmail_resend(
-    rid: IdArg, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+    args: IdArgs, site_opt: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Give a badmail message another go (outbound again, or routed again from the start)."""
+    site, rid = _one_id(args, site_opt)
     reply = _call(site, data, {"cmd": "badmail-resend", "id": rid}, as_json)
     if as_json:
         emit_json(reply)
@@ -308,9 +350,10 @@ def badmail_resend(
 
 @badmail_app.command("delete")
 def badmail_delete(
-    rid: IdArg, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+    args: IdArgs, site_opt: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Remove a badmail message for good."""
+    site, rid = _one_id(args, site_opt)
     reply = _call(site, data, {"cmd": "queue-delete", "queue": "badmail", "id": rid}, as_json)
     if as_json:
         emit_json(reply)
@@ -357,14 +400,22 @@ def _notified(entry: dict[str, Any]) -> str:
 
 @quarantine_app.callback()
 def queue_quarantine(
-    ctx: typer.Context, site: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+    ctx: typer.Context,
+    site_opt: SiteOpt = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List damaged spool files set aside: which message, why, whether the sender was told.
 
-    `mailplat queue quarantine show NAME|ID` shows one entry and the start of its file.
+    `mailplat queue quarantine list [SITE]` lists too; `... show NAME|ID` shows one
+    entry and the start of its file.
     """
     if ctx.invoked_subcommand is not None:
         return
+    _quarantine_list(site_opt, data, as_json)
+
+
+def _quarantine_list(site: Path | None, data: str | None, as_json: bool) -> None:
     reply = _call(site, data, {"cmd": "queue-quarantine"}, as_json)
     if as_json:
         emit_json(reply["entries"])
@@ -372,14 +423,30 @@ def queue_quarantine(
     _quarantine_rows(reply["entries"])
 
 
+@quarantine_app.command("list")
+def queue_quarantine_list(
+    site: SiteArg = None, site_opt: SiteOpt = None, data: DataOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Damaged spool files set aside: which message, why, whether the sender was told."""
+    _quarantine_list(optional_site(site, site_opt), data, as_json)
+
+
 @quarantine_app.command("show")
 def queue_quarantine_show(
-    name: Annotated[str, typer.Argument(help="Entry name (as listed) or message id.")],
-    site: SiteOpt = None,
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[SITE] NAME",
+            help="Entry name (as listed) or message id; the site folder may come first.",
+            show_default=False,
+        ),
+    ],
+    site_opt: SiteOpt = None,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """One quarantined entry (every file of a message, given its id): facts and file start."""
+    site, name = _one_id(args, site_opt)
     reply = _call(site, data, {"cmd": "queue-quarantine-show", "id": name}, as_json)
     entries = reply["entries"]
     for entry in entries:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mailplat.cli.console import DataOpt, JsonOpt, SiteArg, emit_json, fail, out
+from mailplat.cli.console import DataOpt, JsonOpt, SiteOpt, emit_json, fail, out, split_site
 from mailplat.config.load import data_root_of_dir
 from mailplat.config.yamlread import read_yaml_text
 from mailplat.runtime.logging import JSON_LOG, log_files, trace
@@ -54,13 +54,16 @@ def _line(event: dict[str, Any], asked: str) -> str:
 
 
 def trace_command(
-    site: SiteArg,
-    msg_id: Annotated[
-        str,
+    args: Annotated[
+        list[str],
         typer.Argument(
-            metavar="ID", help="Message id: from the SMTP reply, Received or `queue list`."
+            metavar="[SITE] ID",
+            help="Message id (from the SMTP reply, Received or `queue list`), "
+            "after the site folder (or give the site as --site).",
+            show_default=False,
         ),
     ],
+    site_opt: SiteOpt = None,
     data: DataOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -69,9 +72,14 @@ def trace_command(
     Bounces, delay notices and auto-replies it caused are followed too.
     Exit 0 found, 1 no log to read, 3 nothing logged for ID.
     """
+    site, rest = split_site(args, site_opt)
+    if site is None:
+        fail("which site? name its folder first: mailplat trace SITE ID (or --site SITE)")
     if not site.is_dir():
         fail(f"site folder {site} does not exist")
-    wanted = msg_id.strip()
+    if len(rest) != 1:
+        fail("give one message id, e.g. from `250 2.0.0 OK queued as ID`")
+    wanted = rest[0].strip()
     if not wanted:
         fail("give the id of a message, e.g. from `250 2.0.0 OK queued as ID`")
     root = data_root_of_dir(site, data, os.environ.get("MAILPLAT_DATA"))

@@ -75,26 +75,6 @@ def field(name: str, value: str) -> bytes:
     return f"{name}: {_clean(value)}\r\n".encode("utf-8", "surrogateescape")
 
 
-def received(
-    *,
-    helo: str,
-    client_ip: str,
-    host_name: str,
-    protocol: str,
-    trace_id: str,
-    rcpt: str | None,
-    when: float | None = None,
-) -> bytes:
-    """A Received: field (RFC 5321 §4.4), folded over three lines."""
-    date = format_datetime(localtime() if when is None else localtime(_utc(when)))
-    for_part = f"\r\n\tfor <{_clean(rcpt)}>" if rcpt else ""
-    return (
-        f"Received: from {_clean(helo) or 'unknown'} ([{_clean(client_ip)}])\r\n"
-        f"\tby {_clean(host_name)} (mailplat) with {protocol} id {trace_id}"
-        f"{for_part}; {date}\r\n"
-    ).encode("utf-8", "surrogateescape")
-
-
 def _utc(when: float) -> datetime:
     return datetime.fromtimestamp(when, UTC)
 

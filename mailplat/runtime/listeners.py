@@ -143,52 +143,74 @@ class ListenerSet:
             ctx.load_cert_chain(str(cert), str(key))
 
     async def sync(self, site: Site, root: Path) -> list[str]:
-        """Start new binds, stop removed ones; what changed, as log-ready text."""
+        """Start new binds, then stop removed ones; what changed, as log-ready text.
+
+        All or nothing: when a new bind fails (BindError), the binds this call
+        started are stopped again and the removed ones were never touched, so a
+        refused reload leaves the listeners exactly as they were.
+        """
         wanted = {s.key: s for s in specs(site, root)}
+        gone = [k for k in (*self._smtp, *self._pop) if k not in wanted]
         changed: list[str] = []
-        for key in [k for k in self._smtp if k not in wanted]:
-            listener = self._smtp.pop(key)
-            await listener.stop()
-            changed.append(f"stopped {key[0]} {listener.host}:{listener.port}")
-        for key in [k for k in self._pop if k not in wanted]:
-            bound = self._pop.pop(key)
-            if self.pop3 is not None:
-                await self.pop3.stop_listening(bound.port)
-            changed.append(f"stopped {key[0]} {bound.host}:{bound.port}")
-        for key, spec in wanted.items():
-            if key in self._smtp or key in self._pop:
-                continue
-            if spec.kind in SMTP_KINDS:
-                smtp = SmtpListener(
-                    spec.kind,
-                    spec.host,
-                    spec.port,
-                    self._smtp_context,
-                    self._gate,
-                    self._context(spec.tls),
-                    spec.auth_requires_tls,
-                )
-                try:
-                    await smtp.start()
-                except OSError as exc:
-                    raise bind_error(spec.kind, spec.host, spec.port, exc) from exc
-                self._smtp[key] = smtp
-                changed.append(f"started {spec.kind} {smtp.host}:{smtp.port}")
-            else:
-                if self.pop3 is None:
-                    self.pop3 = self._pop3_factory()
-                tls = self._context(spec.tls)
-                try:
-                    if spec.kind == "pop3s":
-                        port = await self.pop3.start(spec.host, spec.port, ssl_context=tls)
-                    else:
-                        port = await self.pop3.start(spec.host, spec.port, starttls_context=tls)
-                except OSError as exc:
-                    raise bind_error(spec.kind, spec.host, spec.port, exc) from exc
-                self._pop[key] = Bound(spec.kind, spec.host, port)
-                log.info("listening protocol=%s address=%s:%d", spec.kind, spec.host, port)
-                changed.append(f"started {spec.kind} {spec.host}:{port}")
+        started: list[Key] = []
+        try:
+            for key, spec in wanted.items():
+                if key in self._smtp or key in self._pop:
+                    continue
+                # The same address under another kind (smtp -> submission): free it first.
+                for old in [k for k in gone if k[1:] == key[1:]]:
+                    changed.append(await self._stop(old))
+                    gone.remove(old)
+                changed.append(await self._start(key, spec))
+                started.append(key)
+        except BindError:
+            for key in started:
+                await self._stop(key)
+            raise
+        for key in gone:
+            changed.append(await self._stop(key))
         return changed
+
+    async def _start(self, key: Key, spec: Spec) -> str:
+        if spec.kind in SMTP_KINDS:
+            smtp = SmtpListener(
+                spec.kind,
+                spec.host,
+                spec.port,
+                self._smtp_context,
+                self._gate,
+                self._context(spec.tls),
+                spec.auth_requires_tls,
+            )
+            try:
+                await smtp.start()
+            except OSError as exc:
+                raise bind_error(spec.kind, spec.host, spec.port, exc) from exc
+            self._smtp[key] = smtp
+            return f"started {spec.kind} {smtp.host}:{smtp.port}"
+        if self.pop3 is None:
+            self.pop3 = self._pop3_factory()
+        tls = self._context(spec.tls)
+        try:
+            if spec.kind == "pop3s":
+                port = await self.pop3.start(spec.host, spec.port, ssl_context=tls)
+            else:
+                port = await self.pop3.start(spec.host, spec.port, starttls_context=tls)
+        except OSError as exc:
+            raise bind_error(spec.kind, spec.host, spec.port, exc) from exc
+        self._pop[key] = Bound(spec.kind, spec.host, port)
+        log.info("listening protocol=%s address=%s:%d", spec.kind, spec.host, port)
+        return f"started {spec.kind} {spec.host}:{port}"
+
+    async def _stop(self, key: Key) -> str:
+        listener = self._smtp.pop(key, None)
+        if listener is not None:
+            await listener.stop()
+            return f"stopped {key[0]} {listener.host}:{listener.port}"
+        bound = self._pop.pop(key)
+        if self.pop3 is not None:
+            await self.pop3.stop_listening(bound.port)
+        return f"stopped {key[0]} {bound.host}:{bound.port}"
 
     def bound(self) -> list[Bound]:
         smtp = [Bound(s.kind, s.host, s.port) for s in self._smtp.values()]

@@ -204,17 +204,6 @@ def _fill(entry: dict[str, Any], tpl: _Template, args: tuple[Any, ...]) -> None:
         entry["msg"] = tpl.rest
 
 
-_AIOSMTPD_NOISE = (
-    "auth_required == True but auth_require_tls == False",
-    "login_data is deprecated",
-)
-
-
-def _drop_aiosmtpd_noise(record: logging.LogRecord) -> bool:
-    message = record.getMessage()
-    return not any(text in message for text in _AIOSMTPD_NOISE)
-
-
 ACTIVITY_EVENTS = (
     "smtp accepted",
     "mta routed",
@@ -347,12 +336,6 @@ def setup(
                 w3c_handler = _W3CRotating(path, when=when, utc=True, encoding="utf-8")
             w3c_handler.setFormatter(W3CFormatter())
             w3c_log.addHandler(w3c_handler)
-    # aiosmtpd logs every command at INFO; keep only its warnings, minus two it
-    # repeats on every connection that say nothing to an admin: implicit-TLS
-    # listeners need no STARTTLS before AUTH, and login_data is its own API.
-    aiosmtpd_log = logging.getLogger("mail.log")
-    aiosmtpd_log.setLevel(logging.WARNING)
-    aiosmtpd_log.addFilter(_drop_aiosmtpd_noise)
 
 
 # -- reading the JSON log back: `mailplat trace` ---------------------------------------

@@ -48,7 +48,7 @@ from mailplat.mta.agent import Agent
 from mailplat.reconcile.live import ConfigRefused, reconcile
 from mailplat.reconcile.state import Generation, now_iso, read_generation
 from mailplat.runtime import queue_control
-from mailplat.runtime.listeners import Bound, ListenerSet, check_tls, specs
+from mailplat.runtime.listeners import BindError, Bound, ListenerSet, check_tls, specs
 from mailplat.services.pop3.listener import Pop3Server
 from mailplat.services.pop3.session import LoginDisabled, LoginThrottled, MailboxHandle
 from mailplat.spool.queue import CLEAN_STOP, Spool
@@ -499,7 +499,14 @@ class Server:
             self._remember(done.directory)
             self.throttle.limits = login_limits(done.config.site)
             self.listeners.reload_certificates()
-            changed = await self.listeners.sync(done.config.site, done.config.root)
+            listener_errors: list[str] = []
+            try:
+                changed = await self.listeners.sync(done.config.site, done.config.root)
+            except BindError as exc:
+                # The listeners stay as they were (sync is all or nothing); the rest
+                # of the change is live. Said in the log and in apply's answer.
+                changed, listener_errors = [], [str(exc)]
+                log.error("reload listener-failed by=%s why=%s", by, exc)
             self.generation = done.result.generation
             if done.result.written:
                 self._applied = done.result.generation  # with its snapshot, for the next diff
@@ -522,6 +529,7 @@ class Server:
                 "changes": [f"{c.action} {c.kind} {c.name}" for c in done.plan.changes],
                 "created": list(done.result.created),
                 "listeners": changed,
+                "listener_errors": listener_errors,
                 "files_parsed": done.parsed_files,
                 "ms": round(elapsed, 1),
             }

@@ -178,3 +178,33 @@ def test_readme_documents_the_first_hour_commands_and_they_run(tmp_path: Path) -
             assert res.returncode == 0, (line, res.stderr)
     assert "make shell" in (ROOT / "README.md").read_text()
     assert ". .venv/bin/activate" in (ROOT / "README.md").read_text()
+
+
+ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+
+
+@pytest.mark.parametrize(
+    ("head", "rest"),
+    [
+        (["queue", "list"], []),
+        (["queue", "show"], [ID]),
+        (["queue", "retry"], [ID]),
+        (["queue", "quarantine", "list"], []),
+        (["badmail", "list"], []),
+        (["badmail", "show"], [ID]),
+        (["trace"], [ID]),
+    ],
+    ids=lambda c: " ".join(c),
+)
+def test_queue_and_trace_take_the_site_first_or_as_option(
+    head: list[str], rest: list[str], tmp_path: Path
+) -> None:
+    """Commands whose own arguments are ids take SITE before them, or --site, alike."""
+    data = ["--data", str(tmp_path)]
+    positional = run_process(*head, EXAMPLE, *rest, *data)
+    option = run_process(*head, *rest, "--site", EXAMPLE, *data)
+    # No server runs on this data root (and no log exists): the same one-line answer.
+    assert positional.returncode == option.returncode != 0, (positional.stderr, option.stderr)
+    assert positional.stderr == option.stderr
+    assert "Traceback" not in positional.stderr + option.stderr
+    assert "error:" in positional.stderr

@@ -1,1 +1,1 @@
-"""SMTP inbound: aiosmtpd sessions, policy verdicts, listeners."""
+"""SMTP inbound: the wire format, sessions, policy verdicts and listeners (RFC 5321)."""

@@ -1,0 +1,41 @@
+"""A reload whose new listener cannot bind: refused for the listeners, said, no traceback."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.protocol.smtp_wire import Wire
+from tests.support import base_site, deep_merge, dump, running, write_site
+
+
+async def test_reload_to_a_busy_port_keeps_the_listeners(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    site = write_site(tmp_path)
+    async with running(site, tmp_path / "data") as srv:
+        old_port = srv.port("smtp")
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        try:
+            data = deep_merge(
+                base_site(tmp_path / "tls"),
+                {"listeners": {"smtp": {"bind": [f"127.0.0.1:{busy}"]}}},
+            )
+            dump(site / "site.yaml", data)
+            reply = await srv.reload("test")
+            assert reply["ok"] and reply["listener_errors"], reply
+            assert str(busy) in reply["listener_errors"][0]
+            assert srv.port("smtp") == old_port  # the old bind still serves
+            w = await Wire.open(old_port)
+            assert (await w.greet()).code == 250
+            await w.close()
+        finally:
+            holder.close()
+    assert not [r for r in caplog.records if r.exc_info]
