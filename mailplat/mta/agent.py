@@ -15,6 +15,7 @@ and recovery drops its half-written records: it is routed again, once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from mailplat.config.directory import Directory
@@ -28,6 +29,7 @@ from mailplat.spool.queue import Damaged, Spool
 log = logging.getLogger("mailplat.mta")
 
 WINDOW = 64
+COMPACT_EVERY_SECONDS = 60.0
 
 
 async def bounce(
@@ -86,9 +88,15 @@ class Agent(Worker):
         self.kick()
 
     async def run(self) -> None:
+        compacted = time.monotonic()
         while not self.stopping:
             await self.wait_for_kick(self.poll_seconds)
             await self.drain()
+            if time.monotonic() - compacted > COMPACT_EVERY_SECONDS:
+                # Long-lived (deferred, badmail) messages are copied forward so the
+                # old journal segments they kept alive can be deleted.
+                compacted = time.monotonic()
+                await self.spool.compact()
 
     async def drain(self) -> None:
         """Route everything waiting in incoming/, a window at a time, one commit per window."""

@@ -52,7 +52,7 @@ from mailplat.runtime.listeners import BindError, Bound, ListenerSet, check_tls,
 from mailplat.services.pop3.listener import Pop3Server
 from mailplat.services.pop3.session import LoginDisabled, LoginThrottled, MailboxHandle
 from mailplat.spool.queue import CLEAN_STOP, Spool
-from mailplat.spool.recover import RecoveryReport
+from mailplat.spool.replay import RecoveryReport
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
@@ -616,7 +616,7 @@ class Server:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks.clear()
-        self.spool.close()
+        await self.spool.aclose()
         log.info("stopped")
 
 

@@ -1,15 +1,15 @@
-"""The spool's quarantine/: damaged files set aside once, described, never retried.
+"""The spool's quarantine/: damaged data set aside once, described, never retried.
 
-Input: a spool file a worker or recovery could not trust (truncated,
-checksum mismatch, its message file missing) and what is known about it.
-Output: the file moved to quarantine/<dir>-<name> and, beside it,
-quarantine/<dir>-<name>.json: when, why, which message and record, and, when
-the envelope could still be read, the sender and original recipients plus
-"notify": true, so the MTA agent tells the sender once (then "notified").
-Guarantee: a quarantined file is never deleted here and never delivered; an
-admin reads it with `mailplat queue quarantine`. The info file is written
-durably before the move, so a crash leaves at worst an info file whose
-message has not moved yet (shown as such), never an undescribed move.
+Input: bytes of the journal a worker or recovery could not trust (a frame
+whose checksum fails, a message whose text was in damaged bytes) and what is
+known about it. Output: quarantine/<name> holding those bytes and, beside it,
+quarantine/<name>.json: when, why, which message, and, when the envelope
+could still be read, the sender and original recipients plus "notify": true,
+so the MTA agent tells the sender once (then "notified").
+Guarantee: a quarantined entry is never deleted here and never delivered; an
+admin reads it with `mailplat queue quarantine`. Both files are written
+durably; an entry's name is derived from where the damage was, so the same
+damage found at a later start is recognised and never reported twice.
 """
 
 from __future__ import annotations
@@ -50,6 +50,35 @@ def _write_info(path: Path, info: dict[str, Any]) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def exists(root: Path, name: str) -> bool:
+    """True when an entry of that name was set aside already (at this start or an earlier one)."""
+    return (root / DIR / name).exists() or info_path(root / DIR, name).exists()
+
+
+def write(root: Path, name: str, raw: bytes, why: str, info: dict[str, Any]) -> str:
+    """Set damaged bytes aside as entry `name` with its info file; the name. Blocking."""
+    qdir = root / DIR
+    qdir.mkdir(parents=True, exist_ok=True)
+    entry = {"name": name, "at": time.time(), "why": why, "source": "journal"}
+    entry.update(info)
+    _write_info(info_path(qdir, name), entry)
+    tmp = qdir / f"{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        write_all(fd, raw)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, qdir / name)
+    fsync_dir(qdir)
+    return name
+
+
+def quarantined_ids(root: Path) -> set[str]:
+    """Message ids already set aside: replay must not bring them back."""
+    return {str(e["id"]) for e in entries(root) if e.get("id")}
 
 
 def move(root: Path, path: Path, why: str, info: dict[str, Any] | None = None) -> str:

@@ -1,46 +1,29 @@
-"""Durable writes and group-committed directory fsyncs.
+"""Group-committed directory fsyncs.
 
-write_durable() is the one way a spool file comes into being: write to tmp/,
-fsync the file, rename into place. The rename is not durable until its
-directory is fsynced; DirSyncer batches that: every caller that renamed into a
-directory waits for one fsync that *started after* its rename, and all callers
-that arrive while an fsync runs share the next one. Under 50 concurrent
-sessions that is a handful of directory fsyncs per second instead of one per
-message, with no message acknowledged before its own rename is on disk.
+A rename or link is not durable until its directory is fsynced. DirSyncer
+batches that: every caller that renamed into a directory waits for one fsync
+that *started after* its rename, and all callers that arrive while an fsync
+runs share the next one. Local delivery uses it for Maildir new/ folders:
+under 50 concurrent deliveries that is a handful of directory fsyncs per
+second instead of one per message, and no delivery is marked done before its
+own link is on disk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 
-from mailplat.core.durable import fsync_dir, write_all
-from mailplat.spool.faults import fault
+from mailplat.core.durable import fsync_dir
 
-__all__ = ["DirSyncer", "fsync_dir", "write_durable"]
-
-
-def write_durable(tmp: Path, final: Path, blob: bytes) -> None:
-    """Write blob to tmp, fsync it, rename it to final (same filesystem)."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        write_all(fd, blob)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    fault("spool.written")
-    os.replace(tmp, final)
+__all__ = ["DirSyncer", "fsync_dir"]
 
 
 class DirSyncer:
     """Coalesces directory fsyncs across concurrent callers (group commit)."""
 
-    def __init__(self, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, executor: Executor | None = None) -> None:
         self._executor = executor
         self._waiting: dict[Path, list[asyncio.Future[None]]] = {}
         self._running: set[Path] = set()

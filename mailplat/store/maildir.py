@@ -7,7 +7,8 @@ Courier expect: LF line endings, names `<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>
 Guarantees:
 - No partial message is ever visible: a message is written to tmp/, fsynced,
   linked into new/ and only then is new/ fsynced (RELIABILITY.md guarantee 3).
-  `deliver` returns only after all of that, so a caller may acknowledge.
+  `deliver` returns only after all of that, so a caller may acknowledge
+  (or, with sync_dir=False, after the file part: the caller syncs new/).
 - The uid (the file name before ':') never changes: not when a reader moves
   the file from new/ to cur/ and adds flags, not across restarts.
 - `MessageInfo.size` is exactly the number of octets `to_wire` yields for the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import importlib
 import itertools
 import os
@@ -62,9 +64,11 @@ def to_wire(data: bytes) -> bytes:
     return out
 
 
+@functools.cache
 def _hostname() -> str:
     # maildir(5): '/' and ':' in the host part are written as octal escapes; Dovecot
-    # escapes ',' too because ',' starts the S=/W= fields.
+    # escapes ',' too because ',' starts the S=/W= fields. Looked up once: a
+    # system call per delivery for a value that does not change.
     host = socket.gethostname() or "localhost"
     return host.replace("/", r"\057").replace(":", r"\072").replace(",", r"\054")
 
@@ -153,8 +157,13 @@ class Maildir:
             n = next(_counter)
         return f"{secs}.M{usec}P{os.getpid()}Q{n}.{_hostname()},S={size},W={wire_size}"
 
-    def deliver(self, data: bytes) -> str:
-        """Store one message durably in new/; return its file name (which is its uid)."""
+    def deliver(self, data: bytes, *, sync_dir: bool = True) -> str:
+        """Store one message in new/; return its file name (which is its uid).
+
+        The file is fsynced before it is linked into new/, always. With
+        sync_dir=False the caller fsyncs new/ itself (local delivery groups
+        that over a batch) before it counts the delivery as done.
+        """
         stored = to_lf(data)
         # Each stored LF becomes CRLF on the wire, and to_lf left no CR behind.
         wire_size = len(stored) + stored.count(b"\n")
@@ -186,7 +195,8 @@ class Maildir:
             _fault("maildir.after_link")
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            _fsync_dir(new_dir)
+            if sync_dir:
+                _fsync_dir(new_dir)
             return name
         raise OSError(errno.EEXIST, "could not find a unique Maildir name", str(tmp_dir))
 

@@ -1,12 +1,13 @@
-"""Damaged spool files are quarantined once, the sender is told, the admin sees them.
+"""Damaged spool data is quarantined once, the sender is told, the admin sees it.
 
 A real `mailplat serve` process relays alice's mail to a remote domain whose
 DNS does not answer, so it waits in the smtp queue. With the server stopped
-we damage the message file (a flipped byte: checksum mismatch) of one
-message and truncate the queue record of another, then start it again and
-make it try: each is set aside once, with one log line and no traceback, its
-sender (a local mailbox) gets a notice saying the text was lost, and
-`mailplat status` and `mailplat queue quarantine` show the entries.
+we damage, in the journal, the text of one message (a flipped bit: checksum
+mismatch) and the ROUTE frame of another, then start it again: each damage
+is set aside once, with one log line and no traceback. The first message's
+sender (a local mailbox) gets a notice saying its text was lost; the second
+loses only its routing decision, so it is routed again and still queued
+(nothing lost). `mailplat status` and `mailplat queue quarantine` show both.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import smtplib
 from pathlib import Path
 from typing import Any
 
+from mailplat.spool import frames as fr
 from tests.e2e.serveproc import mailplat, serve, site_with_ports, status, wait_until
 from tests.support import maildir_files
+from tests.support_spool import damage_body, flip, frames_of
 
 
 def _send(port: int, subject: str) -> str:
@@ -59,46 +62,36 @@ def test_damaged_files_are_quarantined_once_and_the_sender_told(tmp_path: Path) 
     spool = data / "spool"
     with serve(site, data, ports["smtp"]):
         body_hit = _send(ports["smtp"], "body damaged")
-        record_hit = _send(ports["smtp"], "record damaged")
-        wait_until(lambda: len(list((spool / "q" / "smtp").iterdir())) == 2, what="both queued")
+        route_hit = _send(ports["smtp"], "route damaged")
+        wait_until(lambda: status(site, data)["queues"].get("smtp", 0) == 2, what="both queued")
     # Damage on disk while the server is down (nothing in memory to hide it).
-    msg_file = spool / "msg" / body_hit
-    raw = bytearray(msg_file.read_bytes())
-    at = raw.index(b"important")
-    raw[at] ^= 0x20
-    msg_file.write_bytes(bytes(raw))
-    record_file = spool / "q" / "smtp" / f"{record_hit}.0"
-    record_file.write_bytes(record_file.read_bytes()[:-6])
+    damage_body(spool, body_hit, b"important")
+    [route] = [f for f in frames_of(spool, route_hit) if f.kind == fr.ROUTE][:1]
+    flip(route.path, route.offset + route.length - 3)
 
     with serve(site, data, ports["smtp"]):
-        # The record's damage is found when the spool opens; the body's when
-        # delivery reads it, which a retry makes happen now.
-        res = mailplat("queue", "retry", "--all", "--data", str(data))
-        assert res.returncode == 0, res.stdout + res.stderr
-        wait_until(lambda: len(_notices(data)) == 2, what="two notices in alice's Maildir")
-        wait_until(lambda: status(site, data)["queues"].get("smtp", 0) == 0, what="queue empty")
-        # A second try finds nothing to retry: quarantined means never retried.
-        again = mailplat("queue", "retry", "--all", "--data", str(data))
-        assert again.returncode == 0 and "0 message(s)" in again.stdout
+        wait_until(lambda: len(_notices(data)) == 1, what="a notice in alice's Maildir")
+        # The message whose text was lost is out of the queue for good; the one
+        # that lost only its ROUTE is routed again and waits as before.
+        wait_until(lambda: status(site, data)["queues"].get("smtp", 0) == 1, what="one queued")
+        listed = _json("queue", "list", "--data", str(data))
+        assert [e["trace_id"] for e in listed] == [route_hit]
 
         counts = status(site, data)["queues"]
-        assert counts["quarantine"] == 4  # per message: its record and its message file
+        assert counts["quarantine"] == 2
         text = mailplat("status", str(site), "--data", str(data)).stdout
-        assert "4 damaged spool file(s)" in text
+        assert "2 damaged spool file(s)" in text
 
         entries = _json("queue", "quarantine", "--data", str(data))
-        by_id: dict[str, list[dict[str, Any]]] = {}
-        for e in entries:
-            by_id.setdefault(e["id"], []).append(e)
-        assert sorted(e["kind"] for e in by_id[body_hit]) == ["message", "record"]
-        [body_record] = [e for e in by_id[body_hit] if e["kind"] == "record"]
-        assert body_record["from"] == "alice@example.test"
-        assert body_record["rcpts"] == ["friend@remote.test"]
-        assert "checksum mismatch" in body_record["why"]
-        assert body_record["notified"] not in ("", "-") and not body_record["notify"]
-        assert {e["kind"] for e in by_id[record_hit]} == {"record", "message"}
+        [lost] = [e for e in entries if e.get("id") == body_hit]
+        assert lost["from"] == "alice@example.test"
+        assert lost["rcpts"] == ["friend@remote.test"]
+        assert "checksum mismatch" in lost["why"]
+        assert lost["notified"] not in ("", "-") and not lost["notify"]
+        [state] = [e for e in entries if e.get("id") != body_hit]
+        assert not state.get("notify")  # a lost ROUTE loses no mail: nobody to tell
         table = mailplat("queue", "quarantine", "--data", str(data))
-        assert table.returncode == 0 and "4 file(s) in quarantine" in table.stdout
+        assert table.returncode == 0 and "2 file(s) in quarantine" in table.stdout
         assert body_hit in table.stdout
         shown = mailplat("queue", "quarantine", "show", body_hit, "--data", str(data))
         assert shown.returncode == 0, shown.stderr
@@ -116,20 +109,17 @@ def test_damaged_files_are_quarantined_once_and_the_sender_told(tmp_path: Path) 
         assert "Final-Recipient: rfc822; friend@remote.test" in report
         assert "Status: 5.3.0" in report
         about.add(re.search(r"X-Mailplat-Queue-ID: (\S+)", report).group(1))  # type: ignore[union-attr]
-        if body_hit in report:
-            assert "its text failed its integrity check" in human
-        else:
-            assert "its delivery record failed" in human
-    assert about == {body_hit, record_hit}
+        assert "its text failed its integrity check" in human
+    assert about == {body_hit}
 
     events = [
         json.loads(line) for line in (data / "logs" / "mailplat.jsonl").read_text().splitlines()
     ]
-    for msg_id in (body_hit, record_hit):
-        lines = [e for e in events if e.get("event") == "spool quarantined" and e["id"] == msg_id]
-        assert len(lines) == 1, lines  # once, one line
-        told = [e for e in events if e.get("event") == "mta quarantine-notice"]
-        assert any(e["parent"] == msg_id for e in told)
+    quarantined = [e for e in events if e.get("event") == "spool quarantined"]
+    assert len(quarantined) == 2, quarantined  # once each, one line each
+    assert [e["id"] for e in quarantined if e["id"] == body_hit] == [body_hit]
+    told = [e for e in events if e.get("event") == "mta quarantine-notice"]
+    assert [e["parent"] for e in told] == [body_hit]
     assert not [e for e in events if "exc" in e]
     assert not [e for e in events if e.get("event") == "outbound settle-failed"]
     served = "".join(p.read_text() for p in tmp_path.glob("serve-*.log"))
@@ -138,5 +128,5 @@ def test_damaged_files_are_quarantined_once_and_the_sender_told(tmp_path: Path) 
     # The damaged message's trace shows its life up to the quarantine and the notice.
     traced = mailplat("trace", str(site), body_hit, "--data", str(data))
     assert traced.returncode == 0, traced.stderr
-    for event in ("smtp accepted", "spool quarantined", "mta quarantine-notice", "delivery ok"):
+    for event in ("smtp accepted", "spool quarantined", "mta quarantine-notice"):
         assert event in traced.stdout, traced.stdout

@@ -24,6 +24,7 @@ from tests.e2e.test_crash_durability import free_port, wait_port
 from tests.support import write_site
 from tests.support_dns import DnsServer
 from tests.support_smtp import Receiver, Script
+from tests.support_spool import queued
 
 pytestmark = pytest.mark.slow
 
@@ -78,9 +79,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=20)
 
 
-def smtp_queue(data: Path) -> list[Path]:
-    qdir = data / "spool" / "q" / "smtp"
-    return sorted(qdir.iterdir()) if qdir.exists() else []
+def smtp_queue(data: Path) -> list[str]:
+    return queued(data / "spool", "smtp")
 
 
 async def test_kill9_after_the_remote_250_repeats_the_delivery_once(

@@ -304,8 +304,13 @@ class DelayNotifications(Model):
 
 
 class Delivery(Model):
-    """Outbound delivery (the SMTP connector's sending side)."""
+    """Delivery: local (into Maildirs) and outbound (the SMTP connector's sending side)."""
 
+    hold: bool = Field(
+        False,
+        description="Keep every message in its queue and deliver nothing, local or remote "
+        "(maintenance); mail is still accepted and routed. Set false to release it.",
+    )
     concurrency: int = Field(10, ge=1, description="Simultaneous outbound connections.")
     per_destination: int = Field(3, ge=1, description="Simultaneous connections to one host.")
     remote_timeout_seconds: int = Field(

@@ -3,10 +3,12 @@
 For each record (one message, several mailbox keys) and each mailbox: check
 the quota (over quota -> a DSN to the sender), prepend Return-Path,
 Delivered-To and the catchall header, write into the Maildir (tmp -> fsync
--> new, in a worker thread so the loop never blocks on fsync), then run the
-autoresponder and delivery event. The record is marked done only after every
-mailbox got its copy, so a crash repeats a delivery (logged as a possible
-duplicate) but never loses one. A record whose record or message file is
+-> link into new/, in a worker thread so the loop never blocks on fsync),
+then run the autoresponder and delivery event. The new/ folders are fsynced
+as a group commit shared by every delivery in flight (spool/syncer.py), and
+the record is marked done only after that, for every mailbox, so a crash
+repeats a delivery (logged as a possible duplicate) but never loses one.
+With delivery.hold set, nothing is delivered: records wait in the queue. A record whose record or message file is
 damaged on disk is quarantined once (the spool logs it; the MTA agent tells
 the sender), never retried.
 """
@@ -14,9 +16,11 @@ the sender), never retried.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from mailplat.core.worker import Worker
 from mailplat.message import dsn, headers
 from mailplat.spool import history
 from mailplat.spool.queue import Damaged, Spool
+from mailplat.spool.syncer import DirSyncer
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
@@ -36,6 +41,7 @@ log = logging.getLogger("mailplat.delivery")
 
 QUEUE = "postoffice"
 WINDOW = 32
+IO_THREADS = 32
 AUTOREPLY_MEMORY_MINUTES = 4 * 24 * 60  # one reply per sender per 4 days (RFC 3834 §2)
 
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
@@ -116,18 +122,25 @@ class LocalDelivery(Worker):
         self.replied = replied if replied is not None else ExpiringMemory(None)
         self.delivered = 0
         self.poll_seconds = 5.0
+        # fsync is I/O wait: many in flight let the filesystem share journal
+        # commits between them, so deliveries get threads of their own.
+        self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="maildir-io")
+        self._new_dirs = DirSyncer(self._io)
 
     def maildir_path(self, key: str) -> Path:
         po, name = key.split("/", 1)
         return mailbox_dir(self.data_root, po, name)
 
     async def run(self) -> None:
-        while not self.stopping:
-            await self.wait_for_kick(self.poll_seconds)
-            await self.drain()
+        try:
+            while not self.stopping:
+                await self.wait_for_kick(self.poll_seconds)
+                await self.drain()
+        finally:
+            self._io.shutdown(wait=False)
 
     async def drain(self) -> None:
-        while True:
+        while not self.directory().site.delivery.hold:
             due = self.spool.due(QUEUE, time.time(), WINDOW)
             batch = [r for r in due if self.spool.claim(QUEUE, r)]
             if not batch:
@@ -174,11 +187,15 @@ class LocalDelivery(Worker):
             )
         directory = self.directory()
         failed: list[dsn.RecipientStatus] = []
+        written: set[Path] = set()
         for key in env.rcpts:
             entry = directory.mailboxes.get(key)
-            status = await self.deliver_one(env, data, key, entry, directory)
+            status = await self.deliver_one(env, data, key, entry, directory, written)
             if status is not None:
                 failed.append(status)
+        # Each copy's link into new/ is on disk before the record is done (one
+        # fsync per folder, shared with every other delivery in flight).
+        await self._new_dirs.sync_all(written)
         if failed:
             await self._bounce(env, data, failed, directory)
         await self.spool.done(QUEUE, record_id)
@@ -190,8 +207,13 @@ class LocalDelivery(Worker):
         key: str,
         entry: MailboxEntry | None,
         directory: Directory,
+        written: set[Path] | None = None,
     ) -> dsn.RecipientStatus | None:
-        """Deliver one copy; a RecipientStatus when it must bounce instead."""
+        """Deliver one copy; a RecipientStatus when it must bounce instead.
+
+        The copy's new/ folder is added to `written` for the caller to fsync;
+        without `written` it is fsynced here.
+        """
         path = self.maildir_path(key)
         original = env.get(f"orig:{key}", key)
         if entry is None and not path.exists():
@@ -216,7 +238,12 @@ class LocalDelivery(Worker):
             prefix += headers.field(directory.site.delivery.catchall_header, original)
         if not path.exists():
             await asyncio.to_thread(maildir.create)
-        name = await asyncio.to_thread(maildir.deliver, prefix + data)
+        loop = asyncio.get_running_loop()
+        name = await loop.run_in_executor(
+            self._io, functools.partial(maildir.deliver, prefix + data, sync_dir=written is None)
+        )
+        if written is not None:
+            written.add(path / "new")
         self.quota.add(maildir, len(prefix) + size)
         self.delivered += 1
         log.info("delivery ok id=%s mailbox=%s file=%s", env.trace_id, key, name)

@@ -208,6 +208,8 @@ class OutboundDelivery(Worker):
         if self.stopping:
             return 0
         directory = self.directory()
+        if directory.site.delivery.hold:
+            return 0  # delivery.hold: everything waits in its queue
         due = self.spool.due(QUEUE, self.clock.now(), WINDOW)
         batch = [r for r in due if self.spool.claim(QUEUE, r)]
         started = 0
