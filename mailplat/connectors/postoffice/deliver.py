@@ -4,10 +4,13 @@ For each record (one message, several mailbox keys) and each mailbox: check
 the quota (over quota -> a DSN to the sender), prepend Return-Path,
 Delivered-To and the catchall header, write into the Maildir (tmp -> fsync
 -> link into new/, in a worker thread so the loop never blocks on fsync),
-then run the autoresponder and delivery event. The new/ folders are fsynced
-as a group commit shared by every delivery in flight (spool/syncer.py), and
-the record is marked done only after that, for every mailbox, so a crash
-repeats a delivery (logged as a possible duplicate) but never loses one.
+then run the autoresponder and delivery event. A delivered record stays
+claimed until its new/ links are on disk: the folders are fsynced together
+for every record delivered within COMPLETE_DELAY (one fsync per folder per
+window, however many messages), and only then is the record marked done. So
+the synchronous flushes per message are the spool's shared one and the
+Maildir file's own, and a crash repeats a delivery (logged as a possible
+duplicate) but never loses one.
 With delivery.hold set, nothing is delivered: records wait in the queue. A record whose record or message file is
 damaged on disk is quarantined once (the spool logs it; the MTA agent tells
 the sender), never retried.
@@ -26,13 +29,13 @@ from pathlib import Path
 
 from mailplat.auth.memory import ExpiringMemory
 from mailplat.config.directory import Directory, MailboxEntry
+from mailplat.core.durable import fsync_dir
 from mailplat.core.envelope import Envelope
 from mailplat.core.ids import new_id
 from mailplat.core.worker import Worker
 from mailplat.message import dsn, headers
 from mailplat.spool import history
 from mailplat.spool.queue import Damaged, Spool
-from mailplat.spool.syncer import DirSyncer
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
@@ -42,6 +45,7 @@ log = logging.getLogger("mailplat.delivery")
 QUEUE = "postoffice"
 WINDOW = 32
 IO_THREADS = 32
+COMPLETE_DELAY = 0.02  # seconds of deliveries whose new/ folders share one fsync
 AUTOREPLY_MEMORY_MINUTES = 4 * 24 * 60  # one reply per sender per 4 days (RFC 3834 §2)
 
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
@@ -125,7 +129,10 @@ class LocalDelivery(Worker):
         # fsync is I/O wait: many in flight let the filesystem share journal
         # commits between them, so deliveries get threads of their own.
         self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="maildir-io")
-        self._new_dirs = DirSyncer(self._io)
+        # Delivered records waiting for their new/ folders' fsync, and the task doing it.
+        self._finishing: list[tuple[str, set[Path]]] = []
+        self._completer: asyncio.Task[None] | None = None
+        self.folder_syncs = 0
 
     def maildir_path(self, key: str) -> Path:
         po, name = key.split("/", 1)
@@ -137,19 +144,25 @@ class LocalDelivery(Worker):
                 await self.wait_for_kick(self.poll_seconds)
                 await self.drain()
         finally:
+            if self._completer is not None:
+                await self._completer  # delivered mail is marked done before we go
             self._io.shutdown(wait=False)
 
     async def drain(self) -> None:
+        """Deliver everything due, and return once those records are done."""
         while not self.directory().site.delivery.hold:
             due = self.spool.due(QUEUE, time.time(), WINDOW)
             batch = [r for r in due if self.spool.claim(QUEUE, r)]
             if not batch:
-                return
+                break
             await asyncio.gather(*(self._one(r) for r in batch))
+        if self._completer is not None:
+            await asyncio.shield(self._completer)
 
     async def _one(self, record_id: str) -> None:
+        finishing = False
         try:
-            await self.process(record_id)
+            finishing = await self.process(record_id)
         except Exception as exc:
             log.exception(
                 "delivery failed id=%s record=%s; will retry",
@@ -168,15 +181,17 @@ class LocalDelivery(Worker):
             env = history.add_attempt(env, time.time(), failed)
             await self.spool.update(QUEUE, record_id, _later(env, 60.0))
         finally:
-            self.spool.release(QUEUE, record_id)
+            if not finishing:  # a finishing record stays claimed until it is done
+                self.spool.release(QUEUE, record_id)
 
-    async def process(self, record_id: str) -> None:
+    async def process(self, record_id: str) -> bool:
+        """Deliver one record; True when it is left to finish (its folders to be synced)."""
         try:
             env, msg_id = self.spool.read_record(QUEUE, record_id)
             data = self.spool.read_message(msg_id)
         except Damaged as exc:
             await self.spool.quarantine_record(QUEUE, record_id, exc)
-            return
+            return False
         if self.spool.possible_duplicate(QUEUE, record_id):
             log.warning(
                 "delivery possible-duplicate id=%s record=%s mailboxes=%s "
@@ -193,12 +208,43 @@ class LocalDelivery(Worker):
             status = await self.deliver_one(env, data, key, entry, directory, written)
             if status is not None:
                 failed.append(status)
-        # Each copy's link into new/ is on disk before the record is done (one
-        # fsync per folder, shared with every other delivery in flight).
-        await self._new_dirs.sync_all(written)
         if failed:
             await self._bounce(env, data, failed, directory)
-        await self.spool.done(QUEUE, record_id)
+        self._finish_later(record_id, written)
+        return True
+
+    def _finish_later(self, record_id: str, folders: set[Path]) -> None:
+        self._finishing.append((record_id, folders))
+        if self._completer is None:
+            self._completer = asyncio.get_running_loop().create_task(self._complete())
+
+    async def _complete(self) -> None:
+        """Sync the new/ folders of every record delivered in a window, then mark them done.
+
+        Each copy's link is on disk before its record is done: one fsync per
+        folder per window, shared by every delivery in it.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            while self._finishing:
+                if not self.stopping:
+                    await asyncio.sleep(COMPLETE_DELAY)
+                batch, self._finishing = self._finishing, []
+                folders = set().union(*(f for _, f in batch))
+                try:
+                    await loop.run_in_executor(self._io, _fsync_folders, folders)
+                    self.folder_syncs += len(folders)
+                except OSError as exc:
+                    # Not known to be on disk: delivered again later (a duplicate at worst).
+                    log.error("delivery folder-sync-failed why=%s records=%d", exc, len(batch))
+                    for record_id, _ in batch:
+                        self.spool.release(QUEUE, record_id)
+                    continue
+                for record_id, _ in batch:
+                    await self.spool.done(QUEUE, record_id)
+                    self.spool.release(QUEUE, record_id)
+        finally:
+            self._completer = None
 
     async def deliver_one(
         self,
@@ -325,6 +371,11 @@ class LocalDelivery(Worker):
             return
         bounce_id = await self.inject(*made)
         log.info("delivery bounce id=%s parent=%s to=%s", bounce_id, env.trace_id, env.mail_from)
+
+
+def _fsync_folders(folders: set[Path]) -> None:
+    for folder in folders:
+        fsync_dir(folder)
 
 
 def _later(env: Envelope, seconds: float) -> Envelope:
