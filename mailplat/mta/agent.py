@@ -24,7 +24,7 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.worker import Worker
 from mailplat.message import dsn
 from mailplat.mta.router import route
-from mailplat.spool.queue import Damaged, Spool
+from mailplat.spool.api import Damaged, SpoolBackend
 
 log = logging.getLogger("mailplat.mta")
 
@@ -33,7 +33,7 @@ COMPACT_EVERY_SECONDS = 60.0
 
 
 async def bounce(
-    spool: Spool,
+    spool: SpoolBackend,
     directory: Directory,
     env: Envelope,
     data: bytes,
@@ -64,7 +64,7 @@ class Agent(Worker):
 
     def __init__(
         self,
-        spool: Spool,
+        spool: SpoolBackend,
         directory: Callable[[], Directory],
         wake: Callable[[str], None],
         poll_seconds: float = 5.0,

@@ -51,6 +51,7 @@ from mailplat.core.ids import is_id, new_id
 from mailplat.spool import frames as fr
 from mailplat.spool import legacy
 from mailplat.spool import quarantine as qfiles
+from mailplat.spool.api import Damaged
 from mailplat.spool.faults import fault
 from mailplat.spool.journal import SEGMENT_BYTES, Journal, Position, segment_numbers
 from mailplat.spool.replay import Message, RecoveryReport, State, damage_name, msg_of, replay
@@ -66,16 +67,6 @@ CLEAN_STOP = "clean-stop"
 COMPACT_AFTER_SECONDS = 600.0
 T = TypeVar("T")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-class Damaged(Exception):
-    """Spool data a worker needs is not whole (truncated, bad checksum) or is missing."""
-
-    def __init__(self, kind: str, where: str, why: str) -> None:
-        super().__init__(f"{kind} {where}: {why}")
-        self.kind = kind  # "message" or "incoming"
-        self.where = where
-        self.why = why
 
 
 class Spool:

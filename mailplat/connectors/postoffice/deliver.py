@@ -35,7 +35,7 @@ from mailplat.core.ids import new_id
 from mailplat.core.worker import Worker
 from mailplat.message import dsn, headers
 from mailplat.spool import history
-from mailplat.spool.queue import Damaged, Spool
+from mailplat.spool.api import Damaged, SpoolBackend
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
@@ -109,7 +109,7 @@ class LocalDelivery(Worker):
 
     def __init__(
         self,
-        spool: Spool,
+        spool: SpoolBackend,
         directory: Callable[[], Directory],
         data_root: Path,
         inject: Inject,

@@ -67,8 +67,8 @@ from mailplat.core.worker import Worker
 from mailplat.dns.resolver import DnsError, DnsTemporary, Resolver
 from mailplat.message import dsn
 from mailplat.spool import history
+from mailplat.spool.api import Damaged, SpoolBackend
 from mailplat.spool.faults import fault
-from mailplat.spool.queue import Damaged, Spool
 
 log = logging.getLogger("mailplat.outbound")
 
@@ -125,7 +125,7 @@ class OutboundDelivery(Worker):
 
     def __init__(
         self,
-        spool: Spool,
+        spool: SpoolBackend,
         directory: Callable[[], Directory],
         inject: Inject,
         clock: Clock | None = None,

@@ -25,7 +25,7 @@ from mailplat.core.envelope import Envelope
 from mailplat.core.errors import MailplatError
 from mailplat.message import dsn
 from mailplat.message.headers import header_block
-from mailplat.spool.queue import Damaged, Spool
+from mailplat.spool.api import Damaged, SpoolBackend
 
 log = logging.getLogger("mailplat.queue")
 
@@ -85,7 +85,7 @@ class Entry:
         }
 
 
-def _entry(spool: Spool, queue: str, rid: str) -> Entry:
+def _entry(spool: SpoolBackend, queue: str, rid: str) -> Entry:
     try:
         env, msg_id = spool.read_record(queue, rid)
     except FileNotFoundError as exc:
@@ -110,14 +110,14 @@ def _entry(spool: Spool, queue: str, rid: str) -> Entry:
     )
 
 
-def _free(spool: Spool, queue: str, rid: str) -> bool:
+def _free(spool: SpoolBackend, queue: str, rid: str) -> bool:
     if spool.claim(queue, rid):
         spool.release(queue, rid)
         return True
     return False
 
 
-def entries(spool: Spool, queue: str = QUEUE) -> list[Entry]:
+def entries(spool: SpoolBackend, queue: str = QUEUE) -> list[Entry]:
     """Every record of a queue, oldest first; unreadable ones are skipped."""
     out = []
     for rid in spool.records(queue):
@@ -128,7 +128,7 @@ def entries(spool: Spool, queue: str = QUEUE) -> list[Entry]:
     return sorted(out, key=lambda e: (e.received_at, e.id))
 
 
-def show(spool: Spool, queue: str, rid: str) -> tuple[Entry, Envelope, bytes]:
+def show(spool: SpoolBackend, queue: str, rid: str) -> tuple[Entry, Envelope, bytes]:
     """One record: its entry, full envelope (meta included) and the message headers."""
     entry = _entry(spool, queue, rid)
     env, msg_id = spool.read_record(queue, rid)
@@ -139,14 +139,14 @@ def show(spool: Spool, queue: str, rid: str) -> tuple[Entry, Envelope, bytes]:
     return entry, env, headers
 
 
-def _claim(spool: Spool, queue: str, rid: str) -> None:
+def _claim(spool: SpoolBackend, queue: str, rid: str) -> None:
     if rid not in spool.records(queue):
         raise NotFound(f"no message {rid} in queue {queue}")
     if not spool.claim(queue, rid):
         raise Busy(f"message {rid} is being delivered right now; try again")
 
 
-async def retry(spool: Spool, ids: Iterable[str] | None, now: float) -> list[str]:
+async def retry(spool: SpoolBackend, ids: Iterable[str] | None, now: float) -> list[str]:
     """Make records due now (None: the whole smtp queue); the ids changed.
 
     With explicit ids a missing or busy record raises; with --all they are skipped.
@@ -169,7 +169,7 @@ async def retry(spool: Spool, ids: Iterable[str] | None, now: float) -> list[str
     return done
 
 
-async def delete(spool: Spool, queue: str, rid: str, now: float) -> str:
+async def delete(spool: SpoolBackend, queue: str, rid: str, now: float) -> str:
     """Take a message out of a queue: to badmail from smtp, for good from badmail.
 
     Returns where it went ("badmail" or "deleted").
@@ -188,7 +188,9 @@ async def delete(spool: Spool, queue: str, rid: str, now: float) -> str:
         spool.release(BADMAIL, rid)
 
 
-async def bounce(spool: Spool, directory: Directory, inject: Inject, rid: str, now: float) -> str:
+async def bounce(
+    spool: SpoolBackend, directory: Directory, inject: Inject, rid: str, now: float
+) -> str:
     """Return a queued message to its sender now; "bounced", or "badmail" when no
     report may go out (null sender, no_ndr)."""
     _claim(spool, QUEUE, rid)
@@ -224,7 +226,7 @@ async def bounce(spool: Spool, directory: Directory, inject: Inject, rid: str, n
         spool.release(BADMAIL, rid)
 
 
-async def resend(spool: Spool, rid: str, inject: Inject, now: float) -> str:
+async def resend(spool: SpoolBackend, rid: str, inject: Inject, now: float) -> str:
     """Give a badmail message another go; the queue it went to.
 
     A message given up by outbound delivery goes back to its queue with a
