@@ -54,6 +54,11 @@ def _sha512_crypt() -> Any:
         return _passlib[0]
 
 
+def warm_up() -> None:
+    """Make the dummy hash now (blocking), so the first unknown-user login is not slower."""
+    _dummy_hash()
+
+
 def hash_password(password: str) -> str:
     """An argon2id hash of `password`."""
     return _argon2.hash(password)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mailplat.auth import passwords
 from mailplat.auth.logins import Logins, Outcome
 from mailplat.auth.memory import ExpiringMemory, PopBeforeSmtp
 from mailplat.auth.throttle import Limits, LoginThrottle
@@ -412,6 +413,8 @@ class Server:
                 drop_privileges(self.run_as)
             check_data_root(self.data_root)
             report = await asyncio.to_thread(self.spool.open)
+            # The dummy hash exists before the first login, or that one would be slower.
+            await asyncio.to_thread(passwords.warm_up)
             log.info("spool opened %s", report)
             self.agent.poll_seconds = float(site.delivery.queue_poll_seconds)
             self._tasks.append(asyncio.create_task(self.agent.run(), name="mta"))
