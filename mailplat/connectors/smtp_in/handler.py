@@ -16,6 +16,7 @@ instead of a 250 and a bounce to a sender who may be forged (backscatter).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -101,8 +102,7 @@ def received_header(
     client says can break out of the header.
     """
     name, comment = helo_for_header(helo)
-    moment = datetime.fromtimestamp(when if when is not None else time.time(), UTC)
-    date = format_datetime(localtime(moment))
+    date = _date(int(when if when is not None else time.time()))
     tcp_info = f"{comment} [{client_ip}]" if comment else f"[{client_ip}]"
     for_part = f"\r\n\tfor <{_clean(rcpt)}>" if rcpt else ""
     return (
@@ -110,6 +110,12 @@ def received_header(
         f"\tby {_clean(host_name)} (mailplat) with {protocol} id {trace_id}"
         f"{for_part}; {date}\r\n"
     ).encode("utf-8", "surrogateescape")
+
+
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """An RFC 5322 date in local time; the same second is formatted once."""
+    return format_datetime(localtime(datetime.fromtimestamp(second, UTC)))
 
 
 class InboundHandler:

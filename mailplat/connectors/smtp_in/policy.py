@@ -52,7 +52,7 @@ def check_rcpt(
     `declared_size` the client's SIZE= (0 when it gave none).
     """
     smtp = directory.site.smtp
-    if rcpt.key in {a.lower() for a in smtp.blocked_recipients}:
+    if smtp.blocked_recipients and rcpt.key in {a.lower() for a in smtp.blocked_recipients}:
         return RcptVerdict(replies.S550_BLOCKED_ADDRESS, "blocked recipient", True)
     step = directory.resolve(rcpt)
     if step.kind is Kind.REMOTE:

@@ -167,7 +167,11 @@ class SmtpSession:
     def _w3c_line(self, text: str) -> None:
         host, port = self.conn.local
         command, arg = self._command
-        query = "".join(c if c.isprintable() and c != " " else "+" for c in arg[:200])
+        shown = arg[:200]
+        if shown.isprintable():
+            query = shown.replace(" ", "+")  # the usual case, in C
+        else:
+            query = "".join(c if c.isprintable() and c != " " else "+" for c in shown)
         W3C_LOG.info("%s %s %s %s %s %s", self.peer_ip, host, port, command, query, text[:3])
 
     async def close_with(self, text: str) -> None:

@@ -20,6 +20,7 @@ Rules kept:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -206,6 +207,7 @@ _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _LITERAL = re.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3})|(?:IPv6:[0-9A-Fa-f:.]{2,45})")
 
 
+@functools.lru_cache(maxsize=1024)
 def helo_for_header(text: str) -> tuple[str, str | None]:
     """What Received shows for a HELO argument: (domain-or-literal, or "unknown"; comment).
 
