@@ -164,6 +164,19 @@ def bounce_for(
     """
     if not env.mail_from or directory.site.delivery.no_ndr:
         return None
+    return _report(directory, env, statuses, data=data, delayed=delayed)
+
+
+def _report(
+    directory: Directory,
+    env: Envelope,
+    statuses: list[RecipientStatus],
+    *,
+    data: bytes | None,
+    delayed: bool = False,
+    explanation: str | None = None,
+) -> tuple[Envelope, bytes]:
+    """A report to env's sender from our postmaster, with a null sender of its own."""
     server = directory.site.server
     message = compose(
         reporting_mta=server.host_name,
@@ -174,15 +187,16 @@ def bounce_for(
         statuses=statuses,
         data=data,
         delayed=delayed,
+        explanation=explanation,
     )
-    bounce_env = Envelope(
+    report_env = Envelope(
         mail_from="",
         rcpts=(env.mail_from,),
         trace_id=new_id(),
         received_at=time.time(),
         meta=(("bounce-of", env.trace_id),),
     )
-    return bounce_env, message
+    return report_env, message
 
 
 def lost_for(
@@ -215,22 +229,4 @@ def lost_for(
     ]
     if not env.mail_from or directory.site.delivery.no_ndr or not statuses:
         return None
-    server = directory.site.server
-    message = compose(
-        reporting_mta=server.host_name,
-        postmaster=server.notification_sender or f"postmaster@{server.local_domain}",
-        original_sender=env.mail_from,
-        original_id=env.trace_id,
-        arrival=env.received_at,
-        statuses=statuses,
-        data=None,
-        explanation=explanation,
-    )
-    notice = Envelope(
-        mail_from="",
-        rcpts=(env.mail_from,),
-        trace_id=new_id(),
-        received_at=time.time(),
-        meta=(("bounce-of", env.trace_id),),
-    )
-    return notice, message
+    return _report(directory, env, statuses, data=None, explanation=explanation)

@@ -543,13 +543,18 @@ class SmtpSession:
                 raise WireError(r.S555_UNKNOWN_PARAMETER.format(name=name))
         return declared, smtputf8
 
-    async def smtp_RCPT(self, arg: bytes) -> None:
+    async def _open_transaction(self) -> Transaction | None:
+        """The transaction RCPT and DATA belong to, or None after saying why there is none."""
         if self.helo is None:
             await self.fail(r.S503_HELO_FIRST)
-            return
-        tx = self.tx
-        if tx is None:
+            return None
+        if self.tx is None:
             await self.fail(r.S503_NEED_MAIL)
+        return self.tx
+
+    async def smtp_RCPT(self, arg: bytes) -> None:
+        tx = await self._open_transaction()
+        if tx is None:
             return
         try:
             cmd = parse_path_command(arg, b"TO:", smtputf8=tx.smtputf8, esmtp=self.esmtp)
@@ -582,12 +587,8 @@ class SmtpSession:
         self.reply(r.S250_RCPT_OK)
 
     async def smtp_DATA(self, arg: bytes) -> None:
-        if self.helo is None:
-            await self.fail(r.S503_HELO_FIRST)
-            return
-        tx = self.tx
+        tx = await self._open_transaction()
         if tx is None:
-            await self.fail(r.S503_NEED_MAIL)
             return
         if not tx.rcpts:
             await self.fail(r.S503_NEED_RCPT)
