@@ -14,24 +14,59 @@ Guarantees (RELIABILITY.md guarantee 12):
   checked against a dummy hash (passwords.verify_password), and both wait
   the same account delay; the protocol pads every failure to the same total
   time (security.logins.failed_login_delay_seconds) and says the same words;
-- hashing runs in a worker thread, never on the event loop;
+- attempts are serialised per client network and per account (KeyedLocks),
+  so a burst of parallel guesses is counted one by one: the attempt after
+  the limit meets the cooldown, however many were sent at once;
+- hashing runs in threads of its own (HASH_THREADS), never on the event
+  loop and never in the threads delivery and mailbox reads use, so a
+  guessing flood cannot starve mail;
+- the throttle's state is saved at most once a second, off the event loop;
 - passwords are never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mailplat.auth.passwords import verify_password
-from mailplat.auth.throttle import LoginThrottle
+from mailplat.auth.throttle import LoginThrottle, network_of
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.core.netmatch import ip_matches
 
 log = logging.getLogger("mailplat.auth")
+
+HASH_THREADS = 2
+SAVE_EVERY_SECONDS = 1.0
+
+
+class KeyedLocks:
+    """One asyncio lock per key, made on demand and dropped when nobody holds or waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 class Outcome(enum.Enum):
@@ -59,6 +94,10 @@ class Logins:
     def __init__(self, directory: Callable[[], Directory], throttle: LoginThrottle) -> None:
         self._directory = directory
         self.throttle = throttle
+        self._pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="auth-hash")
+        self._networks = KeyedLocks()
+        self._accounts = KeyedLocks()
+        self._saved = 0.0
 
     def failure_delay(self) -> float:
         """How long every failed login takes in total, whatever failed."""
@@ -66,6 +105,26 @@ class Logins:
 
     async def check(self, login: str, password: str, ip: str, protocol: str) -> LoginResult:
         """Verify one login; see the module docstring for the rules."""
+        try:
+            async with self._networks.hold(network_of(ip)):
+                return await self._check(login, password, ip, protocol)
+        finally:
+            await self._save_soon()
+
+    async def _save_soon(self) -> None:
+        now = time.monotonic()
+        if self.throttle.dirty and now - self._saved >= SAVE_EVERY_SECONDS:
+            self._saved = now
+            data = self.throttle.snapshot()
+            await asyncio.get_running_loop().run_in_executor(self._pool, self.throttle.write, data)
+
+    def close(self) -> None:
+        """Save what changed (blocking) and stop the hashing threads."""
+        if self.throttle.dirty:
+            self.throttle.save()
+        self._pool.shutdown(wait=False)
+
+    async def _check(self, login: str, password: str, ip: str, protocol: str) -> LoginResult:
         directory = self._directory()
         exempt = ip_matches(ip, directory.site.security.ip_whitelist)
         if not exempt:
@@ -80,12 +139,26 @@ class Logins:
                 return LoginResult(Outcome.THROTTLED, retry_after=left)
         entry = directory.mailbox_for_login(login)
         account = entry.key if entry is not None else login.strip().lower()
+        async with self._accounts.hold(account):
+            return await self._verify(login, password, ip, protocol, entry, account, exempt)
+
+    async def _verify(
+        self,
+        login: str,
+        password: str,
+        ip: str,
+        protocol: str,
+        entry: MailboxEntry | None,
+        account: str,
+        exempt: bool,
+    ) -> LoginResult:
         if not exempt:
-            wait = self.throttle.account_delay(account)
+            wait = self.throttle.account_delay(account, ip)
             if wait > 0:
                 await asyncio.sleep(wait)
         stored = entry.model.password if entry is not None else None
-        good = await asyncio.to_thread(verify_password, stored, password)
+        loop = asyncio.get_running_loop()
+        good = await loop.run_in_executor(self._pool, verify_password, stored, password)
         if not good:
             started = False if exempt else self.throttle.failed(ip, account)
             log.info(

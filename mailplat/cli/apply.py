@@ -144,6 +144,8 @@ def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
         out.print(f"  listener {line}", highlight=False)
     for line in reply.get("listener_errors", []):
         err.print(f"[yellow]warning:[/] listeners unchanged: {line}", highlight=False)
+    for line in reply.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {line}", highlight=False)
     if reply.get("created"):
         out.print(f"Created {len(reply['created'])} Maildir(s).")
     ok(

@@ -12,8 +12,11 @@ are logged at debug level only), and why not accept plain and `start_tls`
 later: under uvloop the first bytes of the ClientHello can reach the plain
 protocol before start_tls takes the socket over.
 
-Pending handshakes are bounded (MAX_PENDING); past that a new connection is
-closed at once, so a flood of half-open handshakes cannot exhaust sockets.
+Pending handshakes are bounded, in all (MAX_PENDING) and per client IP
+(MAX_PENDING_PER_IP, so one client cannot hold every slot and lock everyone
+else out); past either a new connection is closed at once, and said in the
+log (at most once per client per LOG_EVERY seconds, so a flood cannot flood
+the log too).
 Works the same under asyncio and uvloop (public loop API only).
 """
 
@@ -21,11 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import Callable
 
 MAX_PENDING = 256
+MAX_PENDING_PER_IP = 8
+LOG_EVERY = 10.0
 
 
 def tls_failure_reason(exc: BaseException) -> str:
@@ -59,6 +65,8 @@ class TlsFirstServer:
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._per_ip: dict[str, int] = {}
+        self._logged: dict[str, float] = {}
 
     async def start(self) -> int:
         """Bind and start accepting; the bound port (0 asks the system for a free one)."""
@@ -92,12 +100,30 @@ class TlsFirstServer:
                 # EMFILE and friends: back off a moment rather than spin.
                 await asyncio.sleep(0.1)
                 continue
-            if len(self._pending) >= MAX_PENDING:
+            peer = str(addr[0])
+            if len(self._pending) >= MAX_PENDING or self._per_ip.get(peer, 0) >= MAX_PENDING_PER_IP:
                 conn.close()
+                self._refused(peer, loop.time())
                 continue
-            task = loop.create_task(self._handshake(conn, str(addr[0])))
+            self._per_ip[peer] = self._per_ip.get(peer, 0) + 1
+            task = loop.create_task(self._handshake(conn, peer))
             self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            task.add_done_callback(functools.partial(self._done, peer=peer))
+
+    def _done(self, task: asyncio.Task[None], *, peer: str) -> None:
+        self._pending.discard(task)
+        left = self._per_ip.get(peer, 1) - 1
+        if left > 0:
+            self._per_ip[peer] = left
+        else:
+            self._per_ip.pop(peer, None)
+
+    def _refused(self, peer: str, now: float) -> None:
+        if now - self._logged.get(peer, -LOG_EVERY) >= LOG_EVERY:
+            if len(self._logged) > 10_000:
+                self._logged.clear()
+            self._logged[peer] = now
+            self.on_failure(peer, "too many TLS handshakes in progress (connection closed)")
 
     async def _handshake(self, conn: socket.socket, peer: str) -> None:
         loop = asyncio.get_running_loop()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import pwd
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,8 +99,15 @@ def specs(site: Site, root: Path) -> list[Spec]:
     return out
 
 
-def check_tls(site: Site, root: Path) -> list[str]:
-    """Errors loading any certificate the site names (checked before a reload swaps)."""
+def check_tls(
+    site: Site, root: Path, loaded: frozenset[tuple[Path, Path]] = frozenset()
+) -> list[str]:
+    """Errors loading any certificate the site names (checked before a reload swaps).
+
+    A pair the running server has already loaded (`loaded`) that this process
+    may no longer read (it dropped root: server.user) is no error: the server
+    keeps the certificate it has, and reload_certificates says so.
+    """
     errors = []
     for pair in sorted({s.tls for s in specs(site, root) if s.tls}):
         missing = [str(p) for p in pair if not p.is_file()]
@@ -107,9 +116,23 @@ def check_tls(site: Site, root: Path) -> list[str]:
             continue
         try:
             server_context(*pair)
+        except PermissionError:
+            if pair not in loaded:
+                errors.append(f"TLS certificate {pair[0]} / key {pair[1]}: {_unreadable()}")
         except (OSError, ssl.SSLError) as exc:
             errors.append(f"TLS certificate {pair[0]} / key {pair[1]}: {exc}")
     return errors
+
+
+def _unreadable() -> str:
+    try:
+        who = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        who = str(os.geteuid())
+    return (
+        f"not readable by user {who}: make the files readable by it "
+        f"(chgrp {who} FILE && chmod 640 FILE) so renewed certificates reach the server"
+    )
 
 
 class ListenerSet:
@@ -137,10 +160,26 @@ class ListenerSet:
             ctx = self._contexts[pair] = server_context(*pair)
         return ctx
 
-    def reload_certificates(self) -> None:
-        """Load every certificate again into its live context (new handshakes use it)."""
+    def loaded(self) -> frozenset[tuple[Path, Path]]:
+        """The certificate pairs the listeners use now."""
+        return frozenset(self._contexts)
+
+    def reload_certificates(self) -> list[str]:
+        """Load every certificate again into its live context (new handshakes use it).
+
+        A pair this process cannot read any more keeps the certificate it has;
+        what it could not renew is returned (and logged) for the admin.
+        """
+        kept = []
         for (cert, key), ctx in self._contexts.items():
-            ctx.load_cert_chain(str(cert), str(key))
+            try:
+                ctx.load_cert_chain(str(cert), str(key))
+            except (OSError, ssl.SSLError) as exc:
+                why = _unreadable() if isinstance(exc, PermissionError) else str(exc)
+                line = f"certificate {cert} not renewed (the old one stays): {why}"
+                log.warning("reload tls-kept %s", line)
+                kept.append(line)
+        return kept
 
     async def sync(self, site: Site, root: Path) -> list[str]:
         """Start new binds, then stop removed ones; what changed, as log-ready text.

@@ -40,7 +40,7 @@ from mailplat.connectors.postoffice.deliver import LocalDelivery
 from mailplat.connectors.smtp_in.listener import ConnectionGate
 from mailplat.connectors.smtp_out import manage
 from mailplat.connectors.smtp_out.deliver import OutboundDelivery
-from mailplat.control import channel
+from mailplat.control import channel, lock
 from mailplat.core.envelope import Envelope
 from mailplat.core.errors import MailplatError
 from mailplat.core.worker import Worker
@@ -278,6 +278,7 @@ class Server:
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
         self._stopped = False
+        self._lock_fd = -1
 
     # -- the context connectors see ---------------------------------------------
 
@@ -412,6 +413,9 @@ class Server:
             if self.run_as is not None:
                 drop_privileges(self.run_as)
             check_data_root(self.data_root)
+            # Taken as the user the server runs as, before anything in the data root
+            # is touched: the spool, the state files, the control socket.
+            self._lock_fd = self._lock()
             report = await asyncio.to_thread(self.spool.open)
             # The dummy hash exists before the first login, or that one would be slower.
             await asyncio.to_thread(passwords.warm_up)
@@ -435,6 +439,26 @@ class Server:
         self.outbound.kick()
         self.started.set()
 
+    def _lock(self) -> int:
+        """The data root for this server alone (control/lock.py); StartError when taken."""
+        try:
+            return lock.acquire(self.data_root)
+        except lock.Busy as exc:
+            who = f"pid {exc.pid}" if exc.pid else "another process"
+            raise StartError(
+                f"another `mailplat serve` ({who}) uses the data root {self.data_root}: "
+                "stop it first, or give this server its own --data"
+            ) from None
+        except OSError as exc:
+            raise StartError(
+                f"cannot lock the data root {self.data_root}: {exc.strerror or exc}"
+            ) from exc
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
     async def _abort_start(self, report: RecoveryReport | None) -> None:
         """Undo a start that failed half way: close what was opened, in reverse."""
         if self.control is not None:
@@ -449,9 +473,12 @@ class Server:
         # close() leaves the clean-stop marker, so the next start does not take
         # this failed one for a crash. If this open itself found a crash, the
         # marker goes again: the records it flagged must stay flagged next time.
-        self.spool.close()
+        if self._lock_fd >= 0:  # the spool is ours only while we hold the lock
+            self.spool.close()
+            self._save_state()
         if report is not None and report.after_crash:
             (self.spool.root / CLEAN_STOP).unlink(missing_ok=True)
+        self._unlock()
 
     def bound(self) -> list[Bound]:
         return self.listeners.bound()
@@ -479,7 +506,9 @@ class Server:
                     by,
                     self._applied,
                 )
-                tls_errors = await asyncio.to_thread(check_tls, done.config.site, done.config.root)
+                tls_errors = await asyncio.to_thread(
+                    check_tls, done.config.site, done.config.root, self.listeners.loaded()
+                )
                 if tls_errors:
                     raise ConfigRefused("a TLS certificate cannot be loaded", tls_errors)
             except ConfigRefused as exc:
@@ -501,15 +530,23 @@ class Server:
             self._directory = done.directory
             self._remember(done.directory)
             self.throttle.limits = login_limits(done.config.site)
-            self.listeners.reload_certificates()
+            warnings = self.listeners.reload_certificates()
             listener_errors: list[str] = []
             try:
                 changed = await self.listeners.sync(done.config.site, done.config.root)
             except BindError as exc:
                 # The listeners stay as they were (sync is all or nothing); the rest
                 # of the change is live. Said in the log and in apply's answer.
-                changed, listener_errors = [], [str(exc)]
+                changed = []
+                listener_errors.append(str(exc))
                 log.error("reload listener-failed by=%s why=%s", by, exc)
+                # `status` shows it as the last thing refused, which it is.
+                self.last_rejected = {
+                    "at": now_iso(),
+                    "by": by,
+                    "error": f"listeners unchanged: {exc}",
+                    "errors": [str(exc)],
+                }
             self.generation = done.result.generation
             if done.result.written:
                 self._applied = done.result.generation  # with its snapshot, for the next diff
@@ -533,6 +570,7 @@ class Server:
                 "created": list(done.result.created),
                 "listeners": changed,
                 "listener_errors": listener_errors,
+                "warnings": warnings,
                 "files_parsed": done.parsed_files,
                 "ms": round(elapsed, 1),
             }
@@ -620,7 +658,15 @@ class Server:
                     await task
         self._tasks.clear()
         await self.spool.aclose()
+        self._save_state()
+        self._unlock()
         log.info("stopped")
+
+    def _save_state(self) -> None:
+        """Runtime state saved lazily (at most once a second) is saved now."""
+        self.logins.close()
+        for memory in (self.gate.bans, self.pop_memory, self.delivery.replied):
+            memory.flush()
 
 
 def loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

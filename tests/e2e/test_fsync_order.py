@@ -91,7 +91,7 @@ def test_every_250_follows_the_fdatasync_of_its_accept(tmp_path: Path) -> None:
         "-f",
         "-y",
         "-s",
-        "2000",
+        "1000000",
         "-e",
         "trace=write,writev,sendto,sendmsg,fsync,fdatasync",
         "-o",

@@ -95,3 +95,32 @@ def test_data_root_the_user_cannot_reach_is_one_line(tmp_path: Path) -> None:
     assert len(errors) == 1, res.stderr
     assert f"data root {tmp_path / 'd'} is not usable by user nobody" in errors[0]
     assert "chown -R nobody" in errors[0]
+
+
+def test_reload_after_dropping_root_keeps_a_root_only_key(open_dir: Path) -> None:
+    """A key only root may read (as `tls self-signed` writes it) must not block every reload."""
+    site, ports = site_with_ports(open_dir, site={"server": {"user": "nobody"}})
+    for path in open_dir.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (open_dir / "tls" / "key.pem").chmod(0o600)  # root's alone, as made
+    data = open_dir / "data"
+    with serve(site, data, ports["smtp"]):
+        text = (site / "site.yaml").read_text()
+        (site / "site.yaml").write_text(text + "smtp:\n  max_hops: 40\n")
+        res = subprocess.run(
+            [sys.executable, "-m", "mailplat", "apply", str(site), "--data", str(data), "--yes"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        # Applied (not refused), with the reason the certificate could not be renewed.
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "Live: generation" in res.stdout
+        assert "not renewed (the old one stays)" in res.stderr
+        assert "not readable by user nobody" in res.stderr
+        # STARTTLS still works with the certificate loaded at the start.
+        ctx = __import__("ssl").create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, __import__("ssl").CERT_NONE
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as s:
+            s.starttls(context=ctx)
+            assert s.noop()[0] == 250

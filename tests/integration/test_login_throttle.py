@@ -150,3 +150,40 @@ async def test_known_and_unknown_users_fail_alike(tmp_path: Path) -> None:
             t_unknown = await _median(lambda c=call: c("nosuchuser"), 3)
             assert t_known >= 0.8 and t_unknown >= 0.8, (label, t_known, t_unknown)
             assert abs(t_known - t_unknown) < 0.1, (label, t_known, t_unknown)
+
+
+async def test_parallel_guesses_are_counted_one_by_one(tmp_path: Path) -> None:
+    """A burst of simultaneous guesses from one client cannot outrun its limit."""
+    site = site_with(tmp_path, logins={"failed_login_delay_seconds": 0.05})
+    async with running(site, tmp_path / "data") as srv:
+        pop3, smtp = srv.port("pop3"), srv.port("smtp")
+        burst = [pop3_login(pop3, "alice", f"guess{n}", "127.0.0.7") for n in range(15)]
+        burst += [smtp_auth(smtp, "bob", f"guess{n}", "127.0.0.7") for n in range(15)]
+        answers = await asyncio.gather(*burst)
+        failed = [a for a in answers if a in (r.POP_AUTH_FAILED, r.S535_AUTH_FAILED)]
+        assert len(failed) == 4, answers  # max_failures_per_ip: the rest met the cooldown
+        assert await pop3_login(pop3, "alice", "alice-secret", "127.0.0.7") == (
+            r.POP_LOGIN_THROTTLED
+        )
+
+
+async def test_a_distributed_attack_on_one_account_is_slowed_not_its_owner(
+    tmp_path: Path,
+) -> None:
+    site = site_with(tmp_path, logins={"failed_login_delay_seconds": 0.05})
+    async with running(site, tmp_path / "data") as srv:
+        port = srv.port("smtp")
+        # The owner logs in once from home: that network is remembered as hers.
+        assert await smtp_auth(port, "alice", "alice-secret", "127.0.0.40") == r.S235_AUTH_OK
+        start = time.monotonic()
+        sources = [f"127.0.1.{n}" for n in range(1, 7)]  # one guess each: no network limit
+        answers = await asyncio.gather(*(smtp_auth(port, "alice", "x", s) for s in sources))
+        took = time.monotonic() - start
+        assert answers == [r.S535_AUTH_FAILED] * 6
+        # Attempts on one account run one at a time, waiting 1 s, then 2 s, after the
+        # third failure: the six took at least 1 + 2 + 4 seconds.
+        assert took >= 7.0, took
+        # Her own network is not slowed down by it.
+        start = time.monotonic()
+        assert await smtp_auth(port, "alice", "alice-secret", "127.0.0.40") == r.S235_AUTH_OK
+        assert time.monotonic() - start < 1.0

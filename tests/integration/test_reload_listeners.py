@@ -39,3 +39,23 @@ async def test_reload_to_a_busy_port_keeps_the_listeners(
         finally:
             holder.close()
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_auth_settings_change_live_on_reload(tmp_path: Path) -> None:
+    """A reload that requires TLS for AUTH is in force for the next session, not at restart."""
+    site = write_site(tmp_path)
+    async with running(site, tmp_path / "data") as srv:
+        w = await Wire.open(srv.port("smtp"))
+        assert "AUTH" in " ".join((await w.greet()).lines)  # plain AUTH allowed on port 25 here
+        await w.close()
+        data = deep_merge(
+            base_site(tmp_path / "tls"), {"listeners": {"smtp": {"auth_requires_tls": True}}}
+        )
+        dump(site / "site.yaml", data)
+        assert (await srv.reload("test"))["ok"]
+        w = await Wire.open(srv.port("smtp"))
+        ehlo = " ".join((await w.greet()).lines)
+        assert "AUTH" not in ehlo and "STARTTLS" in ehlo
+        reply = await w.cmd("AUTH PLAIN AGFsaWNlAGFsaWNlLXNlY3JldA==")
+        assert reply.code == 538
+        await w.close()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mailplat.runtime.server import Server
-from tests.support import deep_merge, maildir_files, running, wait_for, write_site
+from tests.support import base_postoffice, deep_merge, maildir_files, running, wait_for, write_site
 from tests.support_dns import DnsServer
 from tests.support_smtp import Receiver, Script, free_port
 
@@ -116,29 +116,45 @@ async def test_nul_never_reaches_the_outbound_wire(server: Server, port: int) ->
         await rx.stop()
 
 
-async def test_etrn_starts_delivery_of_a_deferred_domain_now(
+async def test_etrn_starts_delivery_for_a_domain_we_are_backup_mx_for(
     tmp_path: Path, dns: DnsServer, port: int
 ) -> None:
-    site = relay_site(tmp_path, dns, port, {"smtp": {"allowed_commands": ["ETRN"]}})
+    """RFC 1985: a backup MX holds mail for a domain until its primary asks with ETRN."""
+    postoffice = base_postoffice()
+    postoffice["domains"]["backup.test"] = {"smart_host": f"127.0.0.2:{port}"}
+    site = write_site(
+        tmp_path,
+        site={
+            "server": {"dns_servers": [dns.address]},
+            "delivery": {"remote_port": port, "remote_timeout_seconds": 5},
+            "smtp": {"allowed_commands": ["ETRN"]},
+        },
+        postoffices={"example": postoffice},
+        tls=False,
+    )
     async with running(site, tmp_path / "data") as srv:
-        # Nobody listens yet: the first attempt fails and is deferred for minutes.
-        await asyncio.to_thread(send, srv, ["bob@dest.test"], "deferred")
+        # The primary is down: the first attempt fails and is deferred for minutes.
+        await asyncio.to_thread(send, srv, ["someone@backup.test"], "held")
         await wait_for(lambda: any(e.attempts for e in _smtp_entries(srv)), timeout=20)
         rx = await Receiver("127.0.0.2", port).start()
         try:
 
-            def etrn(node: str) -> tuple[int, bytes]:
-                with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
+            def etrn(node: str, source: str = "127.0.0.1") -> tuple[int, bytes]:
+                with smtplib.SMTP(
+                    "127.0.0.1", srv.port("smtp"), timeout=10, source_address=(source, 0)
+                ) as s:
                     s.ehlo("c.test")
                     assert "etrn" in s.esmtp_features
                     return s.docmd("ETRN", node)
 
-            assert (await asyncio.to_thread(etrn, "nowhere.test"))[0] == 251
-            assert (await asyncio.to_thread(etrn, "example.test"))[0] == 459  # local: nothing
-            code, reply = await asyncio.to_thread(etrn, "dest.test")
+            # Nobody may hurry another domain's queue, nor ours.
+            assert (await asyncio.to_thread(etrn, "elsewhere.test"))[0] == 459
+            assert (await asyncio.to_thread(etrn, "example.test"))[0] == 459
+            code, reply = await asyncio.to_thread(etrn, "backup.test", "127.0.0.9")
             assert code == 253 and b"1 pending" in reply
             [got] = await rx.wait(1, timeout=10)
-            assert b"Subject: deferred" in got.data
+            assert b"Subject: held" in got.data
+            assert (await asyncio.to_thread(etrn, "backup.test"))[0] == 251  # nothing left
         finally:
             await rx.stop()
 

@@ -232,8 +232,8 @@ async def test_junk_commands_are_limited(tmp_path: Path) -> None:
     site = write_site(tmp_path, site={"smtp": {"max_junk_commands": 5}})
     async with running(site, tmp_path / "data") as srv:
         w = await Wire.open(srv.port("smtp"))
-        await w.greet()
-        for _ in range(5):
+        await w.greet()  # EHLO counts as one
+        for _ in range(4):
             assert (await w.cmd("NOOP")).code == 250
         assert (await w.cmd("NOOP")).first == r.S421_TOO_MANY_COMMANDS
         assert await w.closed()
@@ -313,3 +313,54 @@ def _postoffice_with_quota() -> dict:  # type: ignore[type-arg]
     po = base_postoffice()
     po["mailboxes"]["alice"]["quota_mb"] = 1
     return po
+
+
+async def test_bare_postmaster_is_accepted(server: Server, data_root: Path) -> None:
+    """RFC 5321 §4.5.1: RCPT TO:<Postmaster> with no domain must work."""
+    w = await Wire.open(server.port("smtp"))
+    await w.greet()
+    codes = await transaction(w, "<x@remote.test>", "<Postmaster>", b"Subject: hi pm\r\n\r\nb")
+    assert codes == [250, 250, 354, 250]
+    await wait_for(lambda: len(maildir_files(data_root, "example", "postmaster")) == 1)
+    await w.close()
+
+
+async def test_vrfy_answers_as_rcpt_would(tmp_path: Path) -> None:
+    po = base_postoffice()
+    po["domains"]["example.org"] = {"catchall": "bob"}
+    site = write_site(
+        tmp_path, site={"smtp": {"allowed_commands": ["VRFY"]}}, postoffices={"example": po}
+    )
+    async with running(site, tmp_path / "data") as srv:
+        w = await Wire.open(srv.port("smtp"))
+        await w.greet()
+        assert (await w.cmd("VRFY alice")).first.startswith("250 2.1.5 <alice@example.")
+        assert (await w.cmd("VRFY nobody@example.org")).code == 250  # the catchall takes it
+        assert (await w.cmd("VRFY nobody@example.test")).first == r.S550_NO_SUCH_USER
+        assert (await w.cmd("VRFY someone@remote.test")).code == 252
+        await w.close()
+
+
+async def test_a_flood_on_port_25_leaves_submission_open(tmp_path: Path) -> None:
+    site = write_site(tmp_path, site={"smtp": {"max_connections": 3, "max_connections_per_ip": 50}})
+    async with running(site, tmp_path / "data") as srv:
+        held = [await Wire.open(srv.port("smtp")) for _ in range(3)]
+        for h in held:
+            await h.reply()
+        refused = await Wire.open(srv.port("smtp"))
+        assert (await refused.reply()).first == r.S421_TOO_MANY_CONNECTIONS
+        sub = await Wire.open(srv.port("submission"))
+        assert (await sub.reply()).code == 220  # counted apart
+        for w in (*held, sub, refused):
+            await w.close()
+
+
+async def test_a_helo_loop_cannot_hold_a_connection(tmp_path: Path) -> None:
+    site = write_site(tmp_path, site={"smtp": {"max_junk_commands": 5}})
+    async with running(site, tmp_path / "data") as srv:
+        w = await Wire.open(srv.port("smtp"))
+        await w.reply()
+        for _ in range(5):
+            assert (await w.cmd("HELO c.test")).code == 250
+        assert (await w.cmd("HELO c.test")).first == r.S421_TOO_MANY_COMMANDS
+        assert await w.closed()

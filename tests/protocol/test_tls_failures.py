@@ -116,3 +116,26 @@ async def test_stls_with_garbage_and_a_client_that_hangs_up(
     sock.close()
     assert len(await tls_failures(caplog, "pop3", 1)) == 1
     assert len(await tls_failures(caplog, "smtp", 1)) == 1
+
+
+async def test_one_client_cannot_hold_every_handshake_slot(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Silent connections to an implicit-TLS port: one client gets a few, others still get in."""
+    from mailplat.core.tls_listener import MAX_PENDING_PER_IP
+
+    port = server.port("smtps")
+    hogs = []
+    for _ in range(MAX_PENDING_PER_IP + 20):
+        sock = socket.socket()
+        sock.bind(("127.0.0.5", 0))
+        sock.connect(("127.0.0.1", port))
+        hogs.append(sock)
+    await asyncio.sleep(0.3)
+    w = await Wire.open(port, tls=client_tls())  # another client: a handshake slot for it
+    assert (await w.reply()).code == 220
+    await w.close()
+    lines = await tls_failures(caplog, "smtp", 1)
+    assert any("too many TLS handshakes" in line and "127.0.0.5" in line for line in lines)
+    for sock in hogs:
+        sock.close()

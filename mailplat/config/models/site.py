@@ -127,7 +127,10 @@ class SmtpInbound(Model):
     """Inbound SMTP behaviour."""
 
     max_connections: int = Field(
-        200, ge=1, description="Concurrent SMTP connections; more get 421."
+        200,
+        ge=1,
+        description="Concurrent connections per SMTP listener kind (smtp, submission, smtps); "
+        "more get 421.",
     )
     max_connections_per_ip: int = Field(
         20, ge=1, description="Concurrent connections from one client IP."
@@ -165,7 +168,8 @@ class SmtpInbound(Model):
     max_junk_commands: int = Field(
         100,
         ge=1,
-        description="NOOP, RSET, VRFY, EXPN, HELP and ETRN one connection may send; more get 421.",
+        description="NOOP, RSET, VRFY, EXPN, HELP, ETRN, HELO and EHLO a connection may send "
+        "between two accepted messages; more get 421.",
     )
     min_free_disk_mb: int = Field(
         100,

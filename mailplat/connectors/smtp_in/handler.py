@@ -186,7 +186,7 @@ class InboundHandler:
         )
         if verdict.reply is not None:
             log.info(
-                "smtp rcpt-rejected peer=%s from=%s to=%s reply=%r why=%s",
+                "smtp rcpt-rejected peer=%s from=%s to=%s reply=%s why=%s",
                 session.peer_ip,
                 tx.sender or "<>",
                 rcpt,
@@ -260,19 +260,33 @@ class InboundHandler:
         )
         return f"250 2.0.0 OK queued as {queue_id}"
 
+    @staticmethod
+    def postmaster_domain(directory: Directory) -> str:
+        """The domain a bare <Postmaster> stands for: the server's own, or its first domain."""
+        local = directory.site.server.local_domain
+        if local in directory.domains:
+            return local
+        found = _bare_candidates(directory, "postmaster")[0]
+        return found.rpartition("@")[2]
+
     # -- VRFY, EXPN, ETRN ----------------------------------------------------------
 
     async def vrfy(self, session: SmtpSession, text: str) -> str:
+        """RFC 5321 §3.5.1: when allowed, say what RCPT would say about the address."""
         directory = self.context.directory
         if "VRFY" not in directory.site.smtp.allowed_commands:
             return replies.S252_CANNOT_VRFY
         try:
-            parsed = parse_address(text)
+            candidates = [parse_address(t) for t in _bare_candidates(directory, text)]
         except AddressError:
             return replies.S501_BAD_ADDRESS
-        if parsed.key not in directory.addresses:
-            return replies.S550_NO_SUCH_USER
-        return f"250 2.1.5 <{parsed.key}>"
+        for address in candidates:
+            if not directory.is_local_domain(address.domain):
+                return replies.S252_CANNOT_VRFY
+            step = directory.resolve(address)
+            if step.kind not in (Kind.UNKNOWN, Kind.DISABLED):
+                return f"250 2.1.5 <{address.key}>"
+        return replies.S550_NO_SUCH_USER
 
     async def expn(self, session: SmtpSession, text: str) -> list[str]:
         """RFC 5321 §3.5.2: a group's members, one per line; nothing when not allowed."""
@@ -280,7 +294,7 @@ class InboundHandler:
         if "EXPN" not in directory.site.smtp.allowed_commands:
             return [replies.S502_NOT_IMPLEMENTED]
         try:
-            candidates = [parse_address(t) for t in _expn_candidates(directory, text)]
+            candidates = [parse_address(t) for t in _bare_candidates(directory, text)]
         except AddressError:
             return [replies.S501_BAD_ADDRESS]
         parsed = next((c for c in candidates if c.key in directory.addresses), None)
@@ -300,7 +314,7 @@ class InboundHandler:
         return [replies.S252_CANNOT_EXPN]
 
     async def etrn(self, session: SmtpSession, text: str) -> str:
-        """RFC 1985: start delivery of the mail queued for a domain now."""
+        """RFC 1985: start delivery of the mail queued for a domain we hold mail for, now."""
         node = text.strip()
         domain = node[1:] if node.startswith("@") else node
         if node.startswith("#") or not domain:
@@ -309,7 +323,11 @@ class InboundHandler:
             parsed = parse_address(f"postmaster@{domain}")
         except AddressError:
             return replies.S501_SYNTAX
-        if session.directory.is_local_domain(parsed.domain):
+        # RFC 1985: a client asks for the mail we hold for it: the domains this
+        # server is a backup MX for (their mail is forwarded to a smart host).
+        # Anyone else's queue keeps its retry schedule.
+        entry = session.directory.domains.get(parsed.domain)
+        if entry is None or not entry.smart_host:
             return replies.S459_ETRN_NOT_ALLOWED.format(node=parsed.domain)
         count = await self.context.etrn(parsed.domain)
         log.info("smtp etrn peer=%s domain=%s messages=%d", session.peer_ip, parsed.domain, count)
@@ -323,7 +341,7 @@ def _clean(value: str) -> str:
     return "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in value)
 
 
-def _expn_candidates(directory: Directory, text: str) -> list[str]:
+def _bare_candidates(directory: Directory, text: str) -> list[str]:
     """An address as given, or a bare name on each domain of the default postoffice."""
     if "@" in text:
         return [text]

@@ -37,10 +37,17 @@ TLS_HANDSHAKE_TIMEOUT = 15.0
 
 @dataclass
 class ConnectionGate:
-    """Connection counts and open sessions shared by every SMTP listener of one server."""
+    """Connection counts and open sessions shared by every SMTP listener of one server.
+
+    smtp.max_connections counts per listener kind: anonymous clients filling
+    port 25 must not lock authenticated users out of submission. The per-IP
+    limit counts one client's connections to all of them.
+    """
 
     total: int = 0
+    per_kind: Counter[str] = field(default_factory=Counter)
     per_ip: Counter[str] = field(default_factory=Counter)
+    kinds: dict[SmtpConnection, str] = field(default_factory=dict)
     # Auto-banned IPs; the server passes one saved under <data>/state/bans.json.
     bans: ExpiringMemory = field(default_factory=lambda: ExpiringMemory(None))
     # Set while no session is open; graceful stop waits on it.
@@ -50,7 +57,7 @@ class ConnectionGate:
     def __post_init__(self) -> None:
         self.idle.set()
 
-    def admit(self, ip: str, directory: Directory) -> str | None:
+    def admit(self, ip: str, directory: Directory, kind: str = "smtp") -> str | None:
         """None to admit, else the reply to send before closing."""
         smtp = directory.site.smtp
         access = smtp.access
@@ -62,12 +69,17 @@ class ConnectionGate:
             if self.bans.allowed(ip):
                 return replies.S421_ACCESS_DENIED
             self.bans.forget(ip)
-        if self.total >= smtp.max_connections or self.per_ip[ip] >= smtp.max_connections_per_ip:
+        if (
+            self.per_kind[kind] >= smtp.max_connections
+            or self.per_ip[ip] >= smtp.max_connections_per_ip
+        ):
             return replies.S421_TOO_MANY_CONNECTIONS
         return None
 
-    def opened(self, ip: str, conn: SmtpConnection) -> None:
+    def opened(self, ip: str, conn: SmtpConnection, kind: str = "smtp") -> None:
         self.total += 1
+        self.per_kind[kind] += 1
+        self.kinds[conn] = kind
         self.per_ip[ip] += 1
         self.sessions.add(conn)
         self.idle.clear()
@@ -77,6 +89,7 @@ class ConnectionGate:
             return
         self.sessions.discard(conn)
         self.total -= 1
+        self.per_kind[self.kinds.pop(conn, "smtp")] -= 1
         self.per_ip[ip] -= 1
         if self.per_ip[ip] <= 0:
             del self.per_ip[ip]
@@ -113,33 +126,46 @@ class SmtpListener:
         self.gate = gate
         self.tls = tls
         self.handler = InboundHandler(context, kind)
-        implicit = kind == "smtps"
-        self.options = ListenerOptions(
-            kind=kind,
-            starttls=None if implicit else tls,
+        self.server: asyncio.Server | None = None
+        self.tls_server: TlsFirstServer | None = None
+        self._auth_requires_tls = auth_requires_tls
+        self._options = self._make_options(auth_requires_tls)
+
+    def _make_options(self, auth_requires_tls: bool) -> ListenerOptions:
+        implicit = self.kind == "smtps"
+        return ListenerOptions(
+            kind=self.kind,
+            starttls=None if implicit else self.tls,
             implicit_tls=implicit,
             auth_requires_tls=auth_requires_tls and not implicit,
         )
-        self.server: asyncio.Server | None = None
-        self.tls_server: TlsFirstServer | None = None
+
+    @property
+    def options(self) -> ListenerOptions:
+        """This listener's options under the config in force now (a reload changes them)."""
+        listener = getattr(self.context.directory.site.listeners, self.kind)
+        if listener.auth_requires_tls != self._auth_requires_tls:
+            self._auth_requires_tls = listener.auth_requires_tls
+            self._options = self._make_options(listener.auth_requires_tls)
+        return self._options
 
     @property
     def implicit_tls(self) -> bool:
-        return self.options.implicit_tls
+        return self.kind == "smtps"
 
     async def _serve(self, conn: SmtpConnection) -> None:
         """The whole life of one connection."""
         ip = conn.peer_ip
         directory = self.context.directory
-        refusal = self.gate.admit(ip, directory)
+        refusal = self.gate.admit(ip, directory, self.kind)
         try:
             if refusal is not None:
                 # On an implicit-TLS port this goes out over TLS: the handshake is done.
-                log.info("smtp refused peer=%s reply=%r", ip, refusal[:3])
+                log.info("smtp refused peer=%s reply=%s", ip, refusal[:3])
                 conn.reply(refusal)
                 await conn.close()
                 return
-            self.gate.opened(ip, conn)
+            self.gate.opened(ip, conn, self.kind)
             session = SmtpSession(conn, self.handler, self.options, directory, on_ban=self.gate.ban)
             await session.run()
         except TlsFailed as exc:

@@ -68,7 +68,9 @@ log = logging.getLogger("mailplat.smtp")
 W3C_LOG = logging.getLogger("mailplat.w3c")
 
 # RFC 5321 §4.5.3.2.7: wait at least 5 minutes for a command.
-JUNK = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP", "ETRN"})
+# Commands that move no mail; past smtp.max_junk_commands between two accepted
+# messages the session ends (a HELO loop must not hold a connection forever).
+JUNK = frozenset({"NOOP", "RSET", "VRFY", "EXPN", "HELP", "ETRN", "HELO", "EHLO"})
 HTTP_VERBS = frozenset({"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS"})
 # Failed logins a connection may make before it is closed (chasquid's rule).
 AUTH_FAILURES_PER_CONNECTION = 3
@@ -569,8 +571,12 @@ class SmtpSession:
         if len(tx.rcpts) >= self.directory.site.smtp.max_recipients:
             self.reply(r.S452_TOO_MANY_RCPTS)
             return
+        path = cmd.path
+        if path.lower() == "postmaster":
+            # RFC 5321 §4.5.1: <Postmaster> with no domain must be accepted.
+            path = f"postmaster@{self.handler.postmaster_domain(self.directory)}"
         try:
-            rcpt = parse_address(cmd.path)
+            rcpt = parse_address(path)
         except AddressError as exc:
             log.info("smtp rcpt-rejected peer=%s to=%r why=%s", self.peer_ip, cmd.path, exc)
             await self.fail(r.S553_BAD_MAILBOX)
