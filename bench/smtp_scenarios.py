@@ -112,7 +112,7 @@ def deliver_run(
         clear_maildirs(dirs)
         cpu0 = tree_cpu_seconds(side.pid)
         res = smtp_source(side.port, n, sessions, size, rcpts)
-        ok, waited = drain(dirs, want, timeout)
+        ok, waited = drain(dirs, want, timeout, res.seconds)
         total = res.seconds + waited
         raw: dict[str, object] = {
             "messages": n,
