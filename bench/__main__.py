@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from bench.peers import dovecot, postfix
 from bench.record import Record
 from bench.report import COLUMNS, cells, footer
 from bench.scenarios import ALIASES, SCENARIOS
-from bench.util import REGISTRY, loadavg
+from bench.util import REGISTRY, loadavg, remove_tree
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Wide enough for the table when the output is a file or a pipe (make, CI logs).
@@ -177,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         REGISTRY.stop_all()
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            with ctx.busy(f"removing the scratch dir {work}"):
+                remove_tree(work)
     elapsed = time.perf_counter() - t0
     report = {
         "started": started.isoformat(),

@@ -189,7 +189,11 @@ def setting_missing(ctx: Context, name: str, site: Path, setting: str) -> tuple[
 
 @contextmanager
 def postfix_peer(
-    ctx: Context, users: list[str], smtpd_limit: int = 100, deliver: bool = True
+    ctx: Context,
+    users: list[str],
+    smtpd_limit: int = 100,
+    deliver: bool = True,
+    maildirs: bool = True,
 ) -> Iterator[PostfixPeer | None]:
     """A private Postfix under this run's scratch dir, or None (reason logged once)."""
     if not ctx.peers or "postfix" in ctx.peer_errors:
@@ -201,6 +205,7 @@ def postfix_peer(
         smtpd_limit=smtpd_limit,
         root=ctx.work / "postfix",
         deliver=deliver,
+        maildirs=maildirs,
     )
     try:
         peer.start()
@@ -213,7 +218,11 @@ def postfix_peer(
     try:
         yield peer
     finally:
+        start = time.perf_counter()
         REGISTRY.run_stop("postfix")
+        took = time.perf_counter() - start
+        if took > 5:
+            ctx.log(f"postfix stopped and its queue and Maildirs removed in {took:.0f} s")
 
 
 @contextmanager

@@ -188,7 +188,7 @@ def scenario_7(ctx: Context) -> list[Record]:
     users = [f"m{i}" for i in range(s.scale_postoffices * s.scale_mailboxes)]
     with ExitStack() as stack:
         with ctx.busy(f"s7 postfix with {len(users)} virtual mailboxes"):
-            pf = stack.enter_context(postfix_peer(ctx, users))
+            pf = stack.enter_context(postfix_peer(ctx, users, maildirs=False))
         peer = {"peer": postfix_change_run(pf)} if pf is not None else {}
         for rec, extra in ((sock_rec, ()), (watch_rec, ("--watch",))):
             if applied.returncode != 0:

@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,6 +167,16 @@ def count_files(directory: Path) -> int:
             return sum(1 for _ in it)
     except FileNotFoundError:
         return 0
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf: the big site leaves 400,000 directories, which rm removes in half the time
+    shutil.rmtree takes; shutil is the fallback when rm is not there."""
+    if not path.exists():
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["rm", "-rf", "--", str(path)], check=False, timeout=1800)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
