@@ -112,10 +112,11 @@ def test_bench_tiny_runs_every_target_row_interleaved(tmp_path: Path) -> None:
     if peers and not report["peer_errors"]:
         for r in records:
             if r["peer_name"] and not r["case"].startswith(SINGLE):
-                assert r["peer"] and len(r["peer_range"]) == 2, r
+                # A peer's value may be 0 (CPU ticks of 20 messages, a dip of 0%).
+                assert r["peer"] is not None and len(r["peer_range"]) == 2, r
                 check_range(r, "peer")
                 if r["status"] == "ok":
-                    assert r["ratio"] and len(r["ratio_range"]) == 2, r
+                    assert r["ratio"] is not None and len(r["ratio_range"]) == 2, r
                     check_range(r, "ratio")
         assert all(r["sink"] for r in per["1"]), per["1"]
         # A B A B: each round's mailplat run, then the peer's, then the next round.
