@@ -36,10 +36,11 @@ Log = Callable[[str], None]
 
 # Said under the table and stored in the JSON: the ratios mean nothing without it.
 DURABILITY = (
-    "Durability is equal on both sides: each message is on disk with fsync before the 250 "
-    "reply (Postfix's stock cleanup; mailplat's spool, which has no setting to skip it), and "
-    "a Maildir file counts as delivered only after its fsync (Postfix's virtual agent: 2 "
-    "fsyncs and 1 rename per message, counted with strace)."
+    "Durability is the same rule on both sides: each message is fsynced to disk before the "
+    "250 reply (Postfix's stock cleanup; mailplat's spool, which has no setting to skip it), "
+    "and a Maildir file is fsynced before it counts as delivered. Postfix does 2 fsyncs and "
+    "1 rename per message (counted with strace); mailplat also fsyncs the directories it "
+    "renames into."
 )
 
 

@@ -78,8 +78,8 @@ def test_bench_tiny_runs_every_target_row_interleaved(tmp_path: Path) -> None:
         assert key in env, env
     assert env["rounds"] == 2 and len(env["loadavg_at_start"]) == 3, env
     # Both sides' durability is stated, in the JSON and under the printed table.
-    assert "fsync before the 250" in report["durability"]
-    assert "fsync before the 250" in " ".join(res.stdout.split()), out
+    assert "fsynced to disk before the 250" in report["durability"]
+    assert "fsynced to disk before the 250" in " ".join(res.stdout.split()), out
     # Load average at the start and the end of every scenario.
     assert [s["scenario"] for s in report["scenarios"]] == list(ROWS), report["scenarios"]
     for s in report["scenarios"]:
@@ -162,7 +162,7 @@ def test_bench_tiny_runs_every_target_row_interleaved(tmp_path: Path) -> None:
         assert f"| {col} |" in header, header
     rows = [ln for ln in md.stdout.splitlines() if ln.startswith("| ") and ln != header]
     assert len(rows) == len(records), md.stdout
-    assert "fsync before the 250" in md.stdout and "Load average" in md.stdout
+    assert "fsynced to disk before the 250" in md.stdout and "Load average" in md.stdout
 
 
 def test_bench_refuses_bad_options_without_a_traceback(tmp_path: Path) -> None:
