@@ -36,8 +36,17 @@ def dump(path: Path, data: Any, schema: str | None = None) -> None:
         _yaml.dump(data, fh)
 
 
-def site_yaml(smtp_port: int, pop3_port: int, max_connections: int = 5000) -> dict[str, Any]:
-    """site.yaml of a bench site: plain SMTP and POP3 on loopback, limits out of the way."""
+def site_yaml(
+    smtp_port: int, pop3_port: int, max_connections: int = 5000, hold: bool = False
+) -> dict[str, Any]:
+    """site.yaml of a bench site: plain SMTP and POP3 on loopback, limits out of the way.
+
+    hold=True adds `delivery.hold: true` (accept and keep every message in its
+    queue, deliver nothing): the accept-only side facing Postfix without qmgr.
+    """
+    delivery: dict[str, Any] = {"queue_poll_seconds": 1}
+    if hold:
+        delivery["hold"] = True
     off = {"enabled": False, "bind": ["127.0.0.1:0"]}
     return {
         "server": {
@@ -58,16 +67,21 @@ def site_yaml(smtp_port: int, pop3_port: int, max_connections: int = 5000) -> di
             "max_recipients": 1000,
             "max_message_size_kb": 102400,
         },
-        "delivery": {"queue_poll_seconds": 1},
+        "delivery": delivery,
     }
 
 
 def write_bench_site(
-    root: Path, smtp_port: int, pop3_port: int, mailboxes: list[str], password_hash: str
+    root: Path,
+    smtp_port: int,
+    pop3_port: int,
+    mailboxes: list[str],
+    password_hash: str,
+    hold: bool = False,
 ) -> Path:
     """Write root/site for the given mailboxes of postoffice `bench`; returns the site folder."""
     site = root / "site"
-    dump(site / "site.yaml", site_yaml(smtp_port, pop3_port))
+    dump(site / "site.yaml", site_yaml(smtp_port, pop3_port, hold=hold))
     dump(
         site / "postoffices" / f"{POSTOFFICE}.yaml",
         {
@@ -113,6 +127,7 @@ class MailplatServer:
                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 )
             )
+        REGISTRY.note_server("mailplat", self.proc.pid)
         try:
             wait_port(self.smtp_port, timeout, self.proc)
             if self.pop3_port:

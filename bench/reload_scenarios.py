@@ -1,36 +1,50 @@
-"""Reload scenarios (issue 5): a one-line change on a big running site, and applies under load.
+"""Scenarios 7 and 8: a one-line change on a big running site, and applies under load.
 
-Scenario 7: a site of P postoffices x M mailboxes is served; one line changes
-(a group's address), and we time from the save until the new address is
-accepted at RCPT, through the control socket (`mailplat apply`'s path) and
-through `serve --watch`. The peer does the same with Postfix: one line added to
-its virtual mailbox map, `postfix reload`, until RCPT accepts.
-
-Scenario 8: 10 concurrent senders; throughput without reloads, then while 20
-applies happen (20 `postfix reload` on the peer). Reports failed transactions,
-lost messages and the throughput dip.
+7. The big site of scenario 5 (P postoffices x M mailboxes) is served; each
+   round renames one group's address to one never used before and times from
+   the apply until an SMTP RCPT to the new address is accepted (a new session
+   each try). Apply goes through the control socket (what `mailplat apply`
+   sends, without the CLI's plan display); a second row does the same through
+   `serve --watch`, timed from the save. The peer is Postfix with the same
+   mailboxes in its virtual map: one line added, `postfix reload`, until RCPT
+   accepts. Each try first checks that the address is refused before the
+   change, so a row can never time a change that was already live.
+8. 10 concurrent senders; each run measures the accepted rate for a baseline
+   while nothing changes, then during 20 back-to-back applies (20 `postfix
+   reload` on the peer; 5 in the tiny run), then waits until every accepted
+   message is in the Maildir. Reported: failed transactions, lost messages,
+   the dip.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import shutil
 import smtplib
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
-from bench import gen_site
-from bench.mailplat_side import MailplatServer, mailplat_cmd, write_bench_site
-from bench.pop3_load import password_hash
-from bench.scenarios import Context, Record, mailplat_failed, postfix_peer
-from bench.util import count_files, free_port, wait_until
+from bench.harness import (
+    Context,
+    Measure,
+    SideRun,
+    clear_maildirs,
+    mailplat_failed,
+    mailplat_server,
+    postfix_peer,
+    run_rounds,
+)
+from bench.peers.postfix import POSTFIX, PostfixPeer
+from bench.record import Goal, Record, Round, median
+from bench.scale_scenario import ScaleSite, apply_cold, scale_site
+from bench.util import count_files, wait_until
 
 SENDERS = 10
-APPLIES = 20
 
 
 def rcpt_ok(port: int, rcpt: str) -> bool:
@@ -65,98 +79,149 @@ def time_until(predicate: Callable[[], bool], timeout: float = 120.0) -> float |
     return None
 
 
-def _rename_group(site: Path, index: int, old: str, new: str) -> Path:
-    path = site / "postoffices" / f"po{index:05d}.yaml"
-    text = path.read_text()
-    path.write_text(text.replace(f"address: {old}@", f"address: {new}@", 1))
-    return path
+class GroupRenames:
+    """Renames group `team` of one postoffice to crew1, crew2, ...: one changed line each."""
+
+    def __init__(self, site: Path, index: int) -> None:
+        self.path = site / "postoffices" / f"po{index:05d}.yaml"
+        self.domain = f"po{index:05d}.test"
+        self.current = "team"
+        self.done = 0
+
+    def upcoming(self) -> str:
+        """The address the next rename adds (checked to be refused before it)."""
+        return f"crew{self.done + 1}@{self.domain}"
+
+    def rename(self) -> str:
+        """Write the next rename; returns the new address."""
+        self.done += 1
+        new = f"crew{self.done}"
+        text = self.path.read_text()
+        self.path.write_text(text.replace(f"address: {self.current}@", f"address: {new}@", 1))
+        self.current = new
+        return f"{new}@{self.domain}"
+
+
+def _timed_change(port: int, address: str, change: Callable[[], dict[str, object]]) -> Measure:
+    """Refused before, change, then time until RCPT accepts; value in ms."""
+    if rcpt_ok(port, address):
+        return Measure(None, {"address": address}, [f"{address} was accepted before the change"])
+    start = time.perf_counter()
+    raw: dict[str, object] = {"address": address, **change()}
+    answered = time_until(lambda: rcpt_ok(port, address))
+    if answered is None:
+        return Measure(None, raw, [f"{address} never accepted after the change: {raw}"])
+    return Measure(round((time.perf_counter() - start) * 1000, 1), raw)
+
+
+def apply_run(port: int, big: ScaleSite, renames: GroupRenames) -> SideRun:
+    def run() -> Measure:
+        def change() -> dict[str, object]:
+            renames.rename()
+            reply = control_apply(big.data, big.site)
+            if not reply.get("ok"):
+                return {"apply_reply": str(reply)[:300]}
+            return {"server_ms": reply.get("ms"), "files_parsed": reply.get("files_parsed")}
+
+        return _timed_change(port, renames.upcoming(), change)
+
+    return run
+
+
+def watch_run(port: int, renames: GroupRenames) -> SideRun:
+    def run() -> Measure:
+        return _timed_change(port, renames.upcoming(), lambda: {"saved": renames.rename()})
+
+    return run
+
+
+def postfix_reload(pf: PostfixPeer) -> None:
+    subprocess.run([POSTFIX, "-c", str(pf.etc), "reload"], check=False, capture_output=True)
+
+
+def postfix_change_run(pf: PostfixPeer) -> SideRun:
+    """One line added to Postfix's virtual map (a new address), reload, until RCPT accepts."""
+    numbers = itertools.count(1)
+
+    def run() -> Measure:
+        address = f"crew{next(numbers)}@{pf.domain}"
+
+        def change() -> dict[str, object]:
+            with (pf.etc / "vmailbox").open("a") as fh:
+                fh.write(f"{address} m0/\n")
+            postfix_reload(pf)
+            return {}
+
+        return _timed_change(pf.port, address, change)
+
+    return run
 
 
 def scenario_7(ctx: Context) -> list[Record]:
     """One-line change on a running big site until the new route answers."""
     s = ctx.sizes
     label = f"{s.scale_postoffices} po x {s.scale_mailboxes} mbox"
-    root = ctx.work / "reload"
-    shutil.rmtree(root, ignore_errors=True)
-    smtp_port, pop3_port = free_port(), free_port()
-    site = gen_site.generate(
-        root / "site", s.scale_postoffices, s.scale_mailboxes, smtp_port, pop3_port
+    goal = Goal("mailplat", below=200)
+    sock_rec = Record(
+        "7",
+        f"one-line change live (apply), {label}",
+        "ms",
+        peer_name="postfix reload",
+        target="< 200 ms",
+        goal=goal,
     )
-    data = root / "data"
-    sock_rec = Record("7", f"one-line change live (apply), {label}", "ms", target="< 200 ms")
     watch_rec = Record(
-        "7", f"one-line change live (--watch save), {label}", "ms", target="< 200 ms"
+        "7",
+        f"one-line change live (--watch save), {label}",
+        "ms",
+        peer_name="postfix reload",
+        target="< 200 ms",
+        goal=goal,
+        notes=["includes the watcher's 50 ms debounce; a second start of the same site"],
     )
-    subprocess.run(
-        mailplat_cmd("apply", str(site), "--yes", "--data", str(data)),
-        check=False,
-        capture_output=True,
-    )
-    server = MailplatServer(
-        site, data, smtp_port, pop3_port, log=root / "serve.log", extra_args=("--watch",)
-    )
-    try:
-        with ctx.busy(f"s7 mailplat serving {label}"):
-            server.start(timeout=600)
-        target = min(7, s.scale_postoffices - 1)
-        domain = f"po{target:05d}.test"
-        # Through the control socket (the path of `mailplat apply` and git push):
-        # stop the watcher from racing us by timing the apply call itself.
-        _rename_group(site, target, "team", "crew")
-        start = time.perf_counter()
-        reply = control_apply(data, site)
-        answered = time_until(lambda: rcpt_ok(smtp_port, f"crew@{domain}"))
-        if not reply.get("ok") or answered is None:
-            sock_rec.status = "error"
-            sock_rec.notes.append(f"apply reply: {str(reply)[:300]}")
-        else:
-            sock_rec.mailplat = round((time.perf_counter() - start) * 1000, 1)
-            sock_rec.extra["server_ms"] = reply.get("ms")
-            sock_rec.notes.append(
-                f"server-side reload {reply.get('ms')} ms, "
-                f"{reply.get('files_parsed')} file(s) parsed"
-            )
-        ctx.log(
-            f"s7 mailplat apply via socket: {sock_rec.mailplat} ms ({reply.get('ms')} ms in server)"
-        )
-        # A save under --watch, timed from the write until RCPT accepts.
-        time.sleep(0.5)
-        _rename_group(site, target, "crew", "squad")
-        start = time.perf_counter()
-        answered = time_until(lambda: rcpt_ok(smtp_port, f"squad@{domain}"))
-        if answered is None:
-            watch_rec.status = "error"
-            watch_rec.notes.append("the watched save never went live")
-        else:
-            watch_rec.mailplat = round(answered * 1000, 1)
-            watch_rec.notes.append("includes the watcher's 50 ms debounce")
-        ctx.log(f"s7 mailplat --watch save: {watch_rec.mailplat} ms")
-    except RuntimeError as exc:
-        ctx.mailplat_error = str(exc)
-        mailplat_failed(ctx, sock_rec)
-        mailplat_failed(ctx, watch_rec)
-    finally:
-        server.stop()
-    # Postfix: add one line to the virtual mailbox map, reload, until RCPT accepts.
+    big = scale_site(ctx)
+    if "scale_applied" not in ctx.shared:
+        with ctx.busy(f"s7 mailplat apply --yes (cold), {label}"):
+            apply_cold(ctx, big)
+    applied = ctx.shared["scale_applied"]
+    renames = GroupRenames(big.site, min(7, s.scale_postoffices - 1))
     users = [f"m{i}" for i in range(s.scale_postoffices * s.scale_mailboxes)]
-    with (
-        ctx.busy(f"s7 postfix with {len(users)} virtual mailboxes"),
-        postfix_peer(ctx, users) as pf,
-    ):
-        if pf is not None:
-            sock_rec.peer_name = watch_rec.peer_name = "postfix reload"
-            vmap = pf.etc / "vmailbox"
-            start = time.perf_counter()
-            with vmap.open("a") as fh:
-                fh.write(f"crew@{pf.domain} m0/\n")
-            subprocess.run(
-                ["postfix", "-c", str(pf.etc), "reload"], check=False, capture_output=True
-            )
-            answered = time_until(lambda: rcpt_ok(pf.port, f"crew@{pf.domain}"))
-            if answered is not None:
-                sock_rec.peer = watch_rec.peer = round((time.perf_counter() - start) * 1000, 1)
-            ctx.log(f"s7 postfix reload: {sock_rec.peer} ms")
-    shutil.rmtree(root, ignore_errors=True)
+    with ExitStack() as stack:
+        with ctx.busy(f"s7 postfix with {len(users)} virtual mailboxes"):
+            pf = stack.enter_context(postfix_peer(ctx, users, maildirs=False))
+        peer = {"peer": postfix_change_run(pf)} if pf is not None else {}
+        for rec, extra in ((sock_rec, ()), (watch_rec, ("--watch",))):
+            if applied.returncode != 0:
+                rec.fail(f"mailplat apply of the big site failed: {applied.output[-300:]}")
+                continue
+            server = big.server(*extra)
+            try:
+                with ctx.busy(f"s7 mailplat serving {label}"):
+                    server.start(timeout=600)
+            except RuntimeError as exc:
+                ctx.mailplat_error = str(exc)
+                mailplat_failed(ctx, rec)
+                continue
+            try:
+                if extra:
+                    time.sleep(0.5)  # the watcher starts after the listeners
+                    mine = watch_run(big.smtp_port, renames)
+                else:
+                    mine = apply_run(big.smtp_port, big, renames)
+                run_rounds(ctx, rec, {"mailplat": mine, **peer})
+            finally:
+                server.stop()
+    for rnd in sock_rec.rounds:
+        raw = rnd.raw.get("mailplat", {})
+        if "apply_reply" in raw:
+            sock_rec.fail(f"apply refused: {raw['apply_reply']}")
+    server_ms = [
+        float(r.raw["mailplat"]["server_ms"])
+        for r in sock_rec.rounds
+        if r.raw.get("mailplat", {}).get("server_ms") is not None
+    ]
+    if server_ms:
+        sock_rec.notes.append(f"server-side reload, median {median(server_ms):.1f} ms")
     return [sock_rec, watch_rec]
 
 
@@ -202,101 +267,110 @@ class Senders:
             t.join(60)
 
 
-def _under_load(
-    rec: Record,
-    side: str,
-    port: int,
-    rcpt: str,
-    reload: Callable[[int], None],
-    delivered: Callable[[], int],
-    ctx: Context,
-) -> None:
-    with Senders(port, rcpt) as load:
-        time.sleep(0.5)
-        base = load.rate_over(3.0)
-        during = load.rate_over(0, lambda: [reload(i) for i in range(APPLIES)])
-    ok = wait_until(lambda: delivered() >= load.accepted, 120)
-    dip = max(0.0, 1 - during / base) if base else None
-    rec.extra[side] = {
-        "baseline_msg_s": round(base, 1),
-        "during_msg_s": round(during, 1),
-        "dip": round(dip, 3) if dip is not None else None,
-        "failed": len(load.failed),
-        "accepted": load.accepted,
-        "delivered": delivered(),
-        "lost": max(0, load.accepted - delivered()) if ok else load.accepted - delivered(),
-        "first_failures": load.failed[:3],
-    }
-    value = round(during, 1)
-    if side == "mailplat":
-        rec.mailplat = value
-    else:
-        rec.peer = value
-    ctx.log(f"s8 {side}: {rec.extra[side]}")
+def load_run(
+    ctx: Context, port: int, rcpt: str, reload: Callable[[int], None], maildir: Path
+) -> SideRun:
+    """Baseline rate, rate during APPLIES reloads, then every accepted message delivered."""
+
+    def delivered() -> int:
+        return sum(count_files(maildir / d) for d in ("new", "cur"))
+
+    def applies() -> None:
+        for i in range(ctx.sizes.applies):
+            reload(i)
+
+    def run() -> Measure:
+        clear_maildirs([maildir])
+        try:
+            with Senders(port, rcpt) as load:
+                time.sleep(0.5)  # all senders connected
+                base = load.rate_over(ctx.sizes.load_seconds)
+                start = time.perf_counter()
+                during = load.rate_over(0, applies)
+                applies_s = time.perf_counter() - start
+        except AssertionError as exc:
+            return Measure(None, {}, [f"an apply failed: {str(exc)[:300]}"])
+        wait_until(lambda: delivered() >= load.accepted, 120)
+        got = delivered()
+        dip = max(0.0, 1 - during / base) if base else None
+        raw = {
+            "baseline_msg_s": round(base, 1),
+            "during_msg_s": round(during, 1),
+            "applies_s": round(applies_s, 3),
+            "dip": None if dip is None else round(dip, 4),
+            "failed": len(load.failed),
+            "accepted": load.accepted,
+            "delivered": got,
+            "lost": max(0, load.accepted - got),
+            "first_failures": load.failed[:3],
+        }
+        return Measure(None if dip is None else round(dip * 100, 2), raw)
+
+    return run
 
 
 def scenario_8(ctx: Context) -> list[Record]:
     """10 senders while 20 applies happen: failures, losses, throughput dip."""
+    applies = ctx.sizes.applies
     rec = Record(
         "8",
-        f"{SENDERS} senders during {APPLIES} applies",
-        "msg/s",
+        f"{SENDERS} senders during {applies} applies: dip",
+        "% below baseline",
+        peer_name="postfix reload",
         target="0 failed, 0 lost, dip < 10%",
     )
-    root = ctx.work / "reload-load"
-    shutil.rmtree(root, ignore_errors=True)
-    smtp_port, pop3_port = free_port(), free_port()
-    site = write_bench_site(root, smtp_port, pop3_port, ["u", "v"], password_hash())
-    data = root / "data"
-    po = site / "postoffices" / "bench.yaml"
-    server = MailplatServer(site, data, smtp_port, pop3_port, log=root / "serve.log")
-    try:
-        server.start()
+    rate = Record(
+        "8",
+        f"{SENDERS} senders during {applies} applies: rate",
+        "msg/s",
+        peer_name="postfix reload",
+    )
+    with ExitStack() as stack:
+        runs: dict[str, SideRun] = {}
+        mp = stack.enter_context(mailplat_server(ctx, "s8", ["u", "v"]))
+        if mp is None:
+            mailplat_failed(ctx, rec)
+            mailplat_failed(ctx, rate)
+        else:
+            po = mp.site / "postoffices" / "bench.yaml"
 
-        def apply(i: int) -> None:
-            # Alternate u's extra address: a routing change every time.
-            text = po.read_text().replace(f"extra{i - 1}@", f"extra{i}@")
-            if "extra" not in text:
-                text = text.replace("  u:\n", f"  u:\n    addresses: [extra{i}@bench.test]\n", 1)
-            po.write_text(text)
-            reply = control_apply(data, site)
-            assert reply.get("ok"), reply
+            def apply(i: int) -> None:
+                # Alternate u's extra address: a routing change every time.
+                text = po.read_text().replace(f"extra{i - 1}@", f"extra{i}@")
+                if "extra" not in text:
+                    text = text.replace(
+                        "  u:\n", f"  u:\n    addresses: [extra{i}@bench.test]\n", 1
+                    )
+                po.write_text(text)
+                reply = control_apply(mp.data, mp.site)
+                assert reply.get("ok"), reply
 
-        def delivered() -> int:
-            return sum(count_files(server.maildir("u") / d) for d in ("new", "cur"))
-
-        _under_load(rec, "mailplat", smtp_port, "u@bench.test", apply, delivered, ctx)
-    except (RuntimeError, AssertionError) as exc:
-        ctx.mailplat_error = str(exc)
-        mailplat_failed(ctx, rec)
-    finally:
-        server.stop()
-    with postfix_peer(ctx, ["u"]) as pf:
+            runs["mailplat"] = load_run(ctx, mp.smtp_port, "u@bench.test", apply, mp.maildir("u"))
+        pf = stack.enter_context(postfix_peer(ctx, ["u"]))
         if pf is not None:
-            rec.peer_name = "postfix reload"
-
-            def reload(_i: int) -> None:
-                subprocess.run(
-                    ["postfix", "-c", str(pf.etc), "reload"], check=False, capture_output=True
-                )
-
-            def pf_delivered() -> int:
-                return sum(count_files(pf.maildir("u") / d) for d in ("new", "cur"))
-
-            _under_load(rec, "postfix", pf.port, f"u@{pf.domain}", reload, pf_delivered, ctx)
-    mp = rec.extra.get("mailplat", {})
-    if mp:
-        rec.notes.append(
-            f"mailplat: {mp['failed']} failed, {mp['lost']} lost, dip {mp['dip']:.0%}"
-            if mp.get("dip") is not None
-            else f"mailplat: {mp}"
+            runs["peer"] = load_run(
+                ctx, pf.port, f"u@{pf.domain}", lambda _i: postfix_reload(pf), pf.maildir("u")
+            )
+        if runs:
+            run_rounds(ctx, rec, runs)
+    for rnd in rec.rounds:
+        rate.add_round(
+            Round(
+                mailplat=rnd.raw.get("mailplat", {}).get("during_msg_s"),
+                peer=rnd.raw.get("peer", {}).get("during_msg_s"),
+            )
         )
-    pfx = rec.extra.get("postfix", {})
-    if pfx:
-        rec.notes.append(
-            f"postfix: {pfx['failed']} failed, {pfx['lost']} lost, dip {pfx['dip']:.0%}"
-            if pfx.get("dip") is not None
-            else f"postfix: {pfx}"
-        )
-    shutil.rmtree(root, ignore_errors=True)
-    return [rec]
+    mine = [r.raw["mailplat"] for r in rec.rounds if r.raw.get("mailplat", {}).get("accepted")]
+    if mine and rec.status == "ok":
+        failed = sum(int(m["failed"]) for m in mine)
+        lost = sum(int(m["lost"]) for m in mine)
+        dip = rec.mailplat
+        rec.verdict = failed == 0 and lost == 0 and dip is not None and dip < 10
+        rec.extra.update({"mailplat_failed": failed, "mailplat_lost": lost})
+        rec.notes.append(f"mailplat over {len(mine)} round(s): {failed} failed, {lost} lost")
+    theirs = [r.raw["peer"] for r in rec.rounds if r.raw.get("peer", {}).get("accepted")]
+    if theirs:
+        failed = sum(int(m["failed"]) for m in theirs)
+        lost = sum(int(m["lost"]) for m in theirs)
+        rec.notes.append(f"postfix over {len(theirs)} round(s): {failed} failed, {lost} lost")
+    return [rec, rate]

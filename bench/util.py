@@ -1,8 +1,10 @@
-"""Small helpers shared by the harness: ports, child processes, memory, Maildirs.
+"""What every scenario needs from the machine: ports, child processes, memory, CPU, load.
 
 Every process the harness starts is registered with `REGISTRY`; `REGISTRY.stop_all()`
 runs from a `finally` in `bench.__main__` and again from `atexit`, so nothing is
-left running even when a scenario fails.
+left running even when a scenario fails. `REGISTRY.started` keeps the pid of
+every server the run started (ours and the peers' masters), so the JSON can
+say which processes were used and a test can check none outlived the run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import atexit
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,21 +92,72 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on; the command name may hold spaces and ')'."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
 def children_of(pid: int) -> list[int]:
     """Direct children of a process, from /proc."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 (ppid) comes after the parenthesised command name.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
+        fields = _stat_fields(int(entry.name))
+        # fields[1] is field 4 of stat(5), the ppid.
+        if fields is not None and int(fields[1]) == pid:
             out.append(int(entry.name))
     return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants, from one pass over /proc."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                parent[int(entry.name)] = int(fields[1])
+    kids: dict[int, list[int]] = {}
+    for child, ppid in parent.items():
+        kids.setdefault(ppid, []).append(child)
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user+sys CPU of a server: the process, its live descendants and the children it reaped.
+
+    utime, stime, cutime, cstime (stat(5) fields 14-17) of every process in the
+    tree: a worker that exits moves its time into its parent's cutime/cstime, so
+    the sum only grows while the server runs (Postfix's master reaps its smtpd,
+    cleanup and virtual processes; mailplat is one process with threads).
+    """
+    total = 0
+    for p in process_tree(pid):
+        fields = _stat_fields(p)
+        if fields is not None:
+            total += sum(int(x) for x in fields[11:15])
+    return total / _TICK
+
+
+def loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages (the machine is shared: every scenario records it)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return [-1.0, -1.0, -1.0]
 
 
 def count_files(directory: Path) -> int:
@@ -113,6 +167,16 @@ def count_files(directory: Path) -> int:
             return sum(1 for _ in it)
     except FileNotFoundError:
         return 0
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf: the big site leaves 400,000 directories, which rm removes in half the time
+    shutil.rmtree takes; shutil is the fallback when rm is not there."""
+    if not path.exists():
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["rm", "-rf", "--", str(path)], check=False, timeout=1800)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
@@ -131,11 +195,16 @@ class Registry:
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._stops: list[tuple[str, Callable[[], None]]] = []
+        self.started: list[dict[str, object]] = []
         atexit.register(self.stop_all)
 
     def add_process(self, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
         self._procs.append(proc)
         return proc
+
+    def note_server(self, name: str, pid: int) -> None:
+        """Remember a server's pid for the JSON (and the check that nothing outlived the run)."""
+        self.started.append({"name": name, "pid": pid})
 
     def add_stop(self, name: str, stop: Callable[[], None]) -> None:
         self._stops.append((name, stop))

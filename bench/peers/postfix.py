@@ -3,8 +3,18 @@
 Everything lives under /var/tmp/mailplat-bench/postfix (`etc/` with main.cf and
 master.cf, `queue/`, `data/`, `mail/<user>/` Maildirs, `maillog`), started with
 `postfix -c <etc> start` as root. Defaults are Postfix's own, so its durability
-is the stock one: the queue file is fsynced before the 250. DNS lookups are
-off; the smtpd listens on loopback only; no system file is touched.
+is the stock one: cleanup fsyncs the queue file before the 250 and virtual
+fsyncs the Maildir file before it counts as delivered (two fsyncs and one
+rename per message, counted with strace). DNS lookups are off; the smtpd
+listens on loopback only; no system file is touched. The bench gives each run
+its own `root` (under its scratch dir), so two runs on one machine never share
+or stop each other's Postfix.
+
+`deliver=False` is Postfix ACCEPT-ONLY: master.cf has no qmgr, so every
+accepted message stays in the incoming queue (fsynced, as always) and nothing
+is delivered: the peer of mailplat's `delivery.hold: true`. It also sets
+`in_flow_delay = 0s`: smtpd waits for a token qmgr hands out per message it
+takes (1 s without one), so without qmgr every message would stall a second.
 
 By hand: `python -m bench.peers.postfix start [port]`, `... stop`.
 """
@@ -21,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.peers import PeerUnavailable, apt_install, chown_tree, vmail_ids
-from bench.util import BENCH_ROOT, REGISTRY, run, wait_port
+from bench.util import BENCH_ROOT, REGISTRY, remove_tree, run, wait_port
 
 POSTFIX = "/usr/sbin/postfix"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -51,8 +61,7 @@ MASTER_CF = """\
 127.0.0.1:{port} inet n - n - {smtpd_limit} smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
+{qmgr}rewrite   unix  -       -       n       -       -       trivial-rewrite
 bounce    unix  -       -       n       -       0       bounce
 defer     unix  -       -       n       -       0       bounce
 trace     unix  -       -       n       -       0       bounce
@@ -73,6 +82,8 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
+
+QMGR_LINE = "qmgr      unix  n       -       n       300     1       qmgr\n"
 
 MAIN_CF = """\
 compatibility_level = 3.6
@@ -124,6 +135,10 @@ class PostfixPeer:
     domain: str = "bench.test"
     smtpd_limit: int = 100
     root: Path = BENCH_ROOT / "postfix"
+    deliver: bool = True  # False: no qmgr, mail stays in the incoming queue (accept-only)
+    # False: no Maildirs made in advance (virtual makes one at the first delivery); for
+    # 100,000 users that only answer RCPT it saves creating and removing 300,000 dirs.
+    maildirs: bool = True
     # Extra main.cf lines and a transport map (domain -> transport), for tests that
     # need Postfix to relay somewhere or bounce (`error:` transport).
     extra_main_cf: str = ""
@@ -180,21 +195,46 @@ class PostfixPeer:
             )
             with (self.etc / "main.cf").open("a") as fh:
                 fh.write(f"transport_maps = texthash:{self.etc}/transport\n")
+        if not self.deliver:
+            with (self.etc / "main.cf").open("a") as fh:
+                fh.write("in_flow_delay = 0s\n")
         if self.extra_main_cf:
             with (self.etc / "main.cf").open("a") as fh:
                 fh.write(self.extra_main_cf.rstrip("\n") + "\n")
         (self.etc / "master.cf").write_text(
-            MASTER_CF.format(port=self.port, smtpd_limit=self.smtpd_limit)
+            MASTER_CF.format(
+                port=self.port,
+                smtpd_limit=self.smtpd_limit,
+                qmgr=QMGR_LINE if self.deliver else "",
+            )
         )
         (self.etc / "vmailbox").write_text("".join(f"{u}@{self.domain} {u}/\n" for u in self.users))
-        for user in self.users:
+        for user in self.users if self.maildirs else []:
             for sub in ("new", "cur", "tmp"):
                 (self.maildir(user) / sub).mkdir(parents=True, exist_ok=True)
         chown_tree(self.root / "mail", uid, gid)
         REGISTRY.add_stop("postfix", self.stop)
         self._postfix("check")
         self._postfix("start")
+        if not self.deliver:
+            self._stand_in_qmgr_fifo()
         wait_port(self.port, 30)
+        pid = self.master_pid()
+        if pid is not None:
+            REGISTRY.note_server("postfix", pid)
+
+    def _stand_in_qmgr_fifo(self) -> None:
+        """public/qmgr as a FIFO nobody reads, as qmgr's own would be.
+
+        cleanup wakes qmgr through it after each message; with no qmgr in
+        master.cf the name is missing and cleanup logs a warning per message
+        (a cost only this setup would pay). A FIFO without a reader makes the
+        wake-up fail quietly, the way it does while a real qmgr restarts.
+        """
+        fifo = self.root / "queue" / "public" / "qmgr"
+        if not fifo.exists():
+            os.mkfifo(fifo, 0o622)
+            shutil.chown(fifo, "postfix", "postdrop")
 
     def stop(self) -> None:
         if not self.etc.is_dir():
@@ -207,7 +247,7 @@ class PostfixPeer:
             self._postfix("abort", check=False)
         # Keep etc/ and maillog for a post-mortem; drop the bulky queue and mail.
         for sub in ("queue", "mail"):
-            shutil.rmtree(self.root / sub, ignore_errors=True)
+            remove_tree(self.root / sub)
 
     def clear_mail(self) -> None:
         """Empty every Maildir's new/ and cur/ between scenarios."""
@@ -217,6 +257,10 @@ class PostfixPeer:
                 with os.scandir(d) as it:
                     for entry in it:
                         os.unlink(entry.path)
+
+    def queued(self) -> int:
+        """Messages in the incoming queue (where accept-only Postfix keeps them)."""
+        return sum(len(files) for _d, _s, files in os.walk(self.root / "queue" / "incoming"))
 
     def queue_empty(self) -> bool:
         """True when no message is left in the incoming/active/deferred queues."""
