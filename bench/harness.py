@@ -39,8 +39,9 @@ DURABILITY = (
     "Durability is the same rule on both sides: each message is fsynced to disk before the "
     "250 reply (Postfix's stock cleanup; mailplat's spool, which has no setting to skip it), "
     "and a Maildir file is fsynced before it counts as delivered. Postfix does 2 fsyncs and "
-    "1 rename per message (counted with strace); mailplat also fsyncs the directories it "
-    "renames into."
+    "1 rename per message (counted with strace); mailplat does one fdatasync of its journal "
+    "shared by the messages accepted together, one fsync per Maildir file, and one fsync "
+    "per Maildir folder per 20 ms of deliveries (tests/e2e/test_fsync_order.py counts them)."
 )
 
 

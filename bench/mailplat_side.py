@@ -10,7 +10,9 @@ would) and knows where its Maildirs are.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +94,15 @@ def write_bench_site(
     return site
 
 
+def _control_answers(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(path))
+        return True
+    except OSError:
+        return False
+
+
 def mailplat_cmd(*args: str) -> list[str]:
     """`mailplat ARGS` with the interpreter running the harness (the project's venv)."""
     return [sys.executable, "-m", "mailplat", *args]
@@ -132,6 +143,13 @@ class MailplatServer:
             wait_port(self.smtp_port, timeout, self.proc)
             if self.pop3_port:
                 wait_port(self.pop3_port, timeout, self.proc)
+            # The listeners bind first; the server is ready once its control socket
+            # answers (a file left by an earlier server does not count).
+            end = time.monotonic() + timeout
+            while not _control_answers(self.data / "state" / "control.sock"):
+                if self.proc.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError("the control socket does not answer")
+                time.sleep(0.02)
         except (RuntimeError, TimeoutError) as exc:
             tail = log.read_text(errors="replace")[-3000:]
             self.stop()
