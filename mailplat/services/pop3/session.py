@@ -49,6 +49,10 @@ log = logging.getLogger("mailplat.pop3")
 
 # RFC 1939 §7: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
 MAX_UIDL = 70
+# Messages up to this many stored bytes are read on the event loop: open, read
+# and close of a small file cost less than the hand-off to a worker thread and
+# back. Bigger ones go to a thread so one download never stalls other sessions.
+INLINE_READ_MAX = 128 * 1024
 
 
 class LoginDisabled(MailplatError):
@@ -195,6 +199,7 @@ class Pop3Session:
         self._bad = 0
         self._auth_failures = 0
         self._messages: list[MessageInfo] = []
+        self._sized = False  # every size in _messages known (see _sizes)
         self._deleted: set[int] = set()
         self._retrieved: set[int] = set()
 
@@ -397,6 +402,7 @@ class Pop3Session:
             raise ProtocolError(r.POP_SYS_TEMP, user_side=False, detail=f"listing: {exc}") from exc
         self.handle = handle
         self._messages = messages
+        self._sized = all(m.size is not None for m in messages)
         self.state = State.TRANSACTION
         log.info(
             "pop3 login user=%r mailbox=%s peer=%s tls=%s messages=%d",
@@ -407,6 +413,10 @@ class Pop3Session:
             len(messages),
         )
         await self._notify_login(handle)
+        if not self._sized:
+            # Sizes another program's mail does not carry in its name are
+            # measured when a command asks for them, never at login.
+            return _ok(f"Logged in, {len(messages)} messages")
         count, octets = self._totals()
         return _ok(f"Logged in, {count} messages ({octets} octets)")
 
@@ -423,9 +433,24 @@ class Pop3Session:
 
     # -- TRANSACTION ------------------------------------------------------------------------
 
+    async def _sizes(self) -> None:
+        """Make every listed size known (reads the files whose names lack `,W=`, once)."""
+        if self._sized:
+            return
+        assert self.handle is not None
+        try:
+            self._messages = await asyncio.to_thread(self.handle.maildir.measure, self._messages)
+        except OSError as exc:
+            raise ProtocolError(r.POP_SYS_TEMP, user_side=False, detail=f"sizing: {exc}") from exc
+        self._sized = True
+
+    def _size(self, info: MessageInfo) -> int:
+        assert info.size is not None, "call _sizes() first"
+        return info.size
+
     def _totals(self) -> tuple[int, int]:
         live = [m for i, m in enumerate(self._messages) if i not in self._deleted]
-        return len(live), sum(m.size for m in live)
+        return len(live), sum(self._size(m) for m in live)
 
     def _pick(self, text: str) -> tuple[int, MessageInfo]:
         number = parse_number(text)
@@ -440,12 +465,20 @@ class Pop3Session:
 
     async def _wire(self, info: MessageInfo) -> bytes:
         assert self.handle is not None
+        maildir = self.handle.maildir
         try:
-            data = await asyncio.to_thread(self.handle.maildir.read, info.uid)
+            data = None
+            known = info.stored if info.stored is not None else info.size
+            if known is None or known <= INLINE_READ_MAX:
+                data = maildir.read_small(info.uid, INLINE_READ_MAX)
+            if data is None:
+                data = await asyncio.to_thread(maildir.read, info.uid)
         except KeyError as exc:
             raise ProtocolError(r.POP_MESSAGE_GONE, detail=f"uid {info.uid} vanished") from exc
+        except OSError as exc:
+            raise ProtocolError(r.POP_SYS_TEMP, user_side=False, detail=f"reading: {exc}") from exc
         wire = to_wire(data)
-        if len(wire) != info.size:
+        if info.size is not None and len(wire) != info.size:
             log.warning(
                 "pop3 size-mismatch uid=%s listed=%d actual=%d", info.uid, info.size, len(wire)
             )
@@ -455,6 +488,7 @@ class Pop3Session:
         """RFC 1939 §5 STAT: count and octets of the messages not marked deleted."""
         if arg:
             raise _Syntax
+        await self._sizes()
         count, octets = self._totals()
         return _ok(f"{count} {octets}")
 
@@ -464,11 +498,16 @@ class Pop3Session:
         if len(args) > 1:
             raise _Syntax
         if args:
+            self._pick(args[0])  # a bad number is refused before any file is read
+        await self._sizes()
+        if args:
             number, info = self._pick(args[0])
-            return _ok(f"{number} {info.size}")
+            return _ok(f"{number} {self._size(info)}")
         count, octets = self._totals()
         lines = [
-            f"{i + 1} {m.size}" for i, m in enumerate(self._messages) if i not in self._deleted
+            f"{i + 1} {self._size(m)}"
+            for i, m in enumerate(self._messages)
+            if i not in self._deleted
         ]
         return Response(multiline_lines(f"{r.POP_OK} {count} messages ({octets} octets)", lines))
 
@@ -529,6 +568,7 @@ class Pop3Session:
         if arg:
             raise _Syntax
         self._deleted.clear()
+        await self._sizes()
         count, octets = self._totals()
         return _ok(f"Maildrop has {count} messages ({octets} octets)")
 
