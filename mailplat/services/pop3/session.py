@@ -582,7 +582,12 @@ class Pop3Session:
         self.state = State.UPDATE
         maildir, key = self.handle.maildir, self.handle.key
         doomed = [self._messages[i].uid for i in sorted(self._deleted)]
-        seen = [self._messages[i].uid for i in sorted(self._retrieved - self._deleted)]
+        # Only files still in new/ move; mail read in an earlier session is in cur/ already.
+        seen = [
+            info.uid
+            for i in sorted(self._retrieved - self._deleted)
+            if (info := self._messages[i]).path.parent.name == "new"
+        ]
         try:
             if doomed:
                 freed = await asyncio.to_thread(maildir.delete, doomed)
