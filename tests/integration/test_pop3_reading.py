@@ -25,6 +25,9 @@ from mailplat.services.pop3.session import INLINE_READ_MAX
 from mailplat.store.maildir import Maildir, to_lf, to_wire
 from tests.integration.pop3_support import DictBackend, RawClient, mailbox, running
 
+# mailplat serve runs on uvloop: the listener is proven on both loops.
+pytestmark = pytest.mark.both_loops
+
 OURS = b"From: a@x.test\r\nSubject: ours\r\n\r\nHello\r\n"
 # Files another program wrote straight into the Maildir, as they are on disk.
 FOREIGN = {
