@@ -138,17 +138,27 @@ def uid_of(filename: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MessageInfo:
-    """One message as listed: stable uid, current path, size in CRLF octets.
+    """One message as listed: stable uid, current file, size in CRLF octets.
 
     `size` is None when the name does not carry it (`,W=`, which we and Dovecot
     write) and it was not measured yet: `Maildir.measure` fills it in. `stored`
     is the file's own size from `,S=` when the name has it (a read-size hint).
+    `file` is the path as a string (a listing makes hundreds; Path objects cost).
     """
 
     uid: str
-    path: Path
+    file: str
     size: int | None
     stored: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.file)
+
+    @property
+    def in_new(self) -> bool:
+        """Still in new/ (not yet seen by any reader)."""
+        return self.file.rsplit("/", 2)[-2] == "new"
 
 
 def name_field(uid: str, key: str) -> int | None:
@@ -222,7 +232,7 @@ class Maildir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         # uid -> last path seen, so read/delete rarely rescan cur/.
-        self._known: dict[str, Path] = {}
+        self._known: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Maildir({str(self.path)!r})"
@@ -315,7 +325,7 @@ class Maildir:
         # new/ first so that a file caught mid-move (linked into cur/, not yet
         # unlinked from new/) is listed once, under its cur/ path.
         for sub in ("new", "cur"):
-            folder = self.path / sub
+            folder = f"{self.path}/{sub}/"
             try:
                 names = os.listdir(folder)
             except FileNotFoundError:
@@ -324,7 +334,7 @@ class Maildir:
                 if name.startswith("."):
                     continue
                 uid = uid_of(name)
-                path = folder / name
+                path = folder + name
                 key = _sort_key(uid)
                 if key is None:
                     try:
@@ -337,7 +347,7 @@ class Maildir:
                     size = measured.get(uid)
                 found[uid] = (key, MessageInfo(uid, path, size, name_field(uid, ",S=")))
         ordered = [info for _, info in sorted(found.values(), key=lambda item: item[0])]
-        self._known = {info.uid: info.path for info in ordered}
+        self._known = {info.uid: info.file for info in ordered}
         return ordered
 
     def measure(self, infos: list[MessageInfo]) -> list[MessageInfo]:
@@ -357,16 +367,16 @@ class Maildir:
                 continue
         _remember_sizes(str(self.path), sizes)
         return [
-            i if i.size is not None else MessageInfo(i.uid, i.path, sizes.get(i.uid, 0), i.stored)
+            i if i.size is not None else MessageInfo(i.uid, i.file, sizes.get(i.uid, 0), i.stored)
             for i in infos
         ]
 
-    def _locate(self, uid: str) -> Path | None:
+    def _locate(self, uid: str) -> str | None:
         known = self._known.get(uid)
         if known is not None:
             return known  # opening it tells whether it is still there
-        candidate = self.path / "new" / uid
-        if candidate.exists():
+        candidate = f"{self.path}/new/{uid}"
+        if os.path.exists(candidate):
             return candidate
         try:
             names = os.listdir(self.path / "cur")
@@ -374,7 +384,7 @@ class Maildir:
             names = []
         for name in names:
             if uid_of(name) == uid:
-                return self.path / "cur" / name
+                return f"{self.path}/cur/{name}"
         return None
 
     def _read(self, uid: str, limit: int | None) -> bytes | None:
@@ -424,8 +434,8 @@ class Maildir:
                 if path is None:
                     break
                 try:
-                    size = path.stat().st_size
-                    path.unlink()
+                    size = os.stat(path).st_size
+                    os.unlink(path)
                 except FileNotFoundError:
                     self._known.pop(uid, None)
                     continue
@@ -447,7 +457,7 @@ class Maildir:
                 os.rename(src, dst)
             except FileNotFoundError:
                 continue  # already in cur/ or deleted
-            self._known[uid] = dst
+            self._known[uid] = str(dst)
             moved = True
         if moved:
             _fsync_dir(self.path / "cur")

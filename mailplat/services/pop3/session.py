@@ -653,7 +653,7 @@ class Pop3Session:
         seen = [
             info.uid
             for i in sorted(self._retrieved - self._deleted)
-            if (info := self._messages[i]).path.parent.name == "new"
+            if (info := self._messages[i]).in_new
         ]
         try:
             if doomed:
