@@ -387,7 +387,7 @@ class Maildir:
                 return f"{self.path}/cur/{name}"
         return None
 
-    def _read(self, uid: str, limit: int | None) -> bytes | None:
+    def _read(self, uid: str, limit: int | None, stored: int | None = None) -> bytes | None:
         for _ in range(3):
             path = self._locate(uid)
             if path is None:
@@ -398,7 +398,8 @@ class Maildir:
                 self._known.pop(uid, None)
                 continue  # another reader moved it between locate and open
             try:
-                data = _read_fd(fd, name_field(uid, ",S="), limit)
+                hint = stored if stored is not None else name_field(uid, ",S=")
+                data = _read_fd(fd, hint, limit)
             finally:
                 os.close(fd)
             self._known[uid] = path
@@ -411,14 +412,14 @@ class Maildir:
         assert data is not None  # no limit, so never "too big"
         return data
 
-    def read_small(self, uid: str, limit: int) -> bytes | None:
+    def read_small(self, uid: str, limit: int, stored: int | None = None) -> bytes | None:
         """The stored bytes of a message of at most `limit` bytes; None when it is bigger.
 
-        Cheap enough for an event loop (open, read, close; a stat only when the
-        name has no `,S=`); a bigger file is for read() in a worker thread.
-        KeyError when it is gone.
+        Cheap enough for an event loop (open, read, close; a stat only when
+        neither `stored` (MessageInfo.stored) nor the name gives the size); a
+        bigger file is for read() in a worker thread. KeyError when it is gone.
         """
-        return self._read(uid, limit)
+        return self._read(uid, limit, stored)
 
     # -- changes ------------------------------------------------------------------
 

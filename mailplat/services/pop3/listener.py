@@ -260,6 +260,7 @@ class _Connection(asyncio.Protocol):
             )
         self.lines = LineReader()
         self.upgrading = True
+        self.tls = True  # committed: an end of stream from here on comes through TLS
         # Nothing more in plaintext: the ClientHello waits in the socket for start_tls.
         self._transport().pause_reading()
         self.task = self.loop.create_task(self._upgrade())
@@ -294,7 +295,6 @@ class _Connection(asyncio.Protocol):
             self._finish()
             return
         self.transport = transport
-        self.tls = True
         self.upgrading = False
         self.session = self.session.after_tls()
         self.last = self.loop.time()

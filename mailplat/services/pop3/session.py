@@ -507,7 +507,7 @@ class Pop3Session:
         if known is not None and known > INLINE_READ_MAX:
             return None
         try:
-            data = self.handle.maildir.read_small(info.uid, INLINE_READ_MAX)
+            data = self.handle.maildir.read_small(info.uid, INLINE_READ_MAX, info.stored)
         except KeyError as exc:
             raise ProtocolError(r.POP_MESSAGE_GONE, detail=f"uid {info.uid} vanished") from exc
         except OSError as exc:
