@@ -13,8 +13,13 @@ Guarantees:
   the file from new/ to cur/ and adds flags, not across restarts.
 - `MessageInfo.size` is exactly the number of octets `to_wire` yields for the
   file, which is what POP3 RETR sends before dot-stuffing (RFC 1939 §5 LIST).
+  Listing opens no message file: sizes come from `,W=` in the name; a file
+  without it (another program's mail) is read once, by `measure`, when a size
+  is asked for, and its size is remembered for the life of the process.
 
-Blocking calls (fsync); async callers run them in a worker thread.
+Blocking calls (fsync, big reads); async callers run them in a worker thread.
+`read_small` is the exception: a bounded read of a small file, cheaper on the
+event loop than the hop to a thread.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from mailplat.core.durable import write_all as _write_all
 
 _SUBDIRS = ("tmp", "new", "cur")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
-_W_SIZE = re.compile(r",W=(\d+)")
-_NAME_TIME = re.compile(r"^(\d+)\.M(\d+)P\d+Q(\d+)\.")
+# maildir(5) names start with the delivery time: `secs.M<usec>P<pid>Q<n>.host`
+# (ours, Courier), `secs.M<usec>P<pid>.host` (Dovecot), `secs.<pid>.host` (qmail).
+_NAME_TIME = re.compile(r"([0-9]+)\.(?:M([0-9]+)P[0-9]+(?:Q([0-9]+))?)?")
 _STALE_TMP_SECONDS = 36 * 3600  # the Maildir convention (qmail maildir(5))
 
 _counter = itertools.count(1)
@@ -57,8 +63,20 @@ def to_lf(data: bytes) -> bytes:
 
 
 def to_wire(data: bytes) -> bytes:
-    """Stored bytes -> canonical CRLF bytes for the wire (no bare CR or LF survives)."""
-    out = _LINE_END.sub(b"\r\n", data)
+    """Stored bytes -> canonical CRLF bytes for the wire (no bare CR or LF survives).
+
+    Bytes methods only (each a C loop): an LF-only file, which is what we store,
+    is one replace; a file that is already clean CRLF comes back as it is.
+    """
+    if b"\r" not in data:
+        out = data.replace(b"\n", b"\r\n")
+    else:
+        crlf = data.count(b"\r\n")
+        if crlf == data.count(b"\r") and crlf == data.count(b"\n"):
+            out = data
+        else:
+            # Same result as one pass over CRLF|CR|LF: pairs first, then the lone ends.
+            out = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if out and not out.endswith(b"\r\n"):
         out += b"\r\n"
     return out
@@ -108,6 +126,15 @@ def sync_filesystem() -> None:
     os.sync()
 
 
+def _sort_key(uid: str) -> tuple[int, int, int, str] | None:
+    """(seconds, microseconds, sequence, uid) from the name; None when it has no time."""
+    match = _NAME_TIME.match(uid)
+    if match is None:
+        return None
+    secs, usec, seq = match.groups()
+    return (int(secs), int(usec or 0), int(seq or 0), uid)
+
+
 def uid_of(filename: str) -> str:
     """The unique id of a Maildir file name: everything before the ':' info part."""
     return filename.split(":", 1)[0]
@@ -115,11 +142,92 @@ def uid_of(filename: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MessageInfo:
-    """One message as listed: stable uid, current path, size in CRLF octets."""
+    """One message as listed: stable uid, current file, size in CRLF octets.
+
+    `size` is None when the name does not carry it (`,W=`, which we and Dovecot
+    write) and it was not measured yet: `Maildir.measure` fills it in. `stored`
+    is the file's own size from `,S=` when the name has it (a read-size hint).
+    `file` is the path as a string (a listing makes hundreds; Path objects cost).
+    """
 
     uid: str
-    path: Path
-    size: int
+    file: str
+    size: int | None
+    stored: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.file)
+
+    @property
+    def in_new(self) -> bool:
+        """Still in new/ (not yet seen by any reader)."""
+        return self.file.rsplit("/", 2)[-2] == "new"
+
+
+def name_field(uid: str, key: str) -> int | None:
+    """The number of a `,S=` or `,W=` field in a Maildir name, None when absent or garbled.
+
+    maildir(5) and Dovecot: fields follow the unique part, each starting with
+    ','; host names escape ',' (\\054), so a ',' always starts a field.
+    """
+    at = uid.find(key)
+    if at < 0:
+        return None
+    digits = uid[at + len(key) :].partition(",")[0]
+    return int(digits) if digits.isascii() and digits.isdigit() else None
+
+
+def wire_size(data: bytes) -> int:
+    """len(to_wire(data)) without building it (bytes counts, no copy in the usual cases)."""
+    if b"\r" not in data:
+        size = len(data) + data.count(b"\n")
+        return size + 2 if data and not data.endswith(b"\n") else size
+    crlf = data.count(b"\r\n")
+    if crlf == data.count(b"\r") and crlf == data.count(b"\n"):
+        return len(data) + 2 if data and not data.endswith(b"\r\n") else len(data)
+    return len(to_wire(data))
+
+
+def _read_fd(fd: int, hint: int | None, limit: int | None) -> bytes | None:
+    """Read an open file to its end, or None when it is bigger than `limit`.
+
+    `hint` is the size the name claims (trusted only to size the first read,
+    so a wrong one costs a stat, never a short or oversized read).
+    """
+    if hint is None or (limit is not None and hint > limit):
+        hint = os.fstat(fd).st_size
+    if limit is not None and hint > limit:
+        return None
+    data = os.read(fd, hint + 1)
+    if len(data) <= hint:
+        return data  # a short read of a regular file is its end
+    if limit is not None and os.fstat(fd).st_size > limit:
+        return None
+    parts = [data]
+    while chunk := os.read(fd, 1 << 16):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+# Exact sizes of files whose names lack `,W=` (mail another program wrote),
+# measured once per process: a Maildir file never changes under its uid, so its
+# size never does. Per Maildir path, bounded; past the bound the Maildirs
+# measured longest ago are forgotten and would be measured again.
+_MEASURED: dict[str, dict[str, int]] = {}
+_MEASURED_MAX = 200_000
+_measured_lock = threading.Lock()
+
+
+def _remember_sizes(folder: str, sizes: dict[str, int]) -> None:
+    with _measured_lock:
+        known = _MEASURED.pop(folder, {})
+        known.update(sizes)
+        _MEASURED[folder] = known  # re-inserted: most recently measured last
+        total = sum(len(v) for v in _MEASURED.values())
+        while total > _MEASURED_MAX and len(_MEASURED) > 1:
+            oldest = next(iter(_MEASURED))
+            total -= len(_MEASURED.pop(oldest))
 
 
 class Maildir:
@@ -128,7 +236,7 @@ class Maildir:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         # uid -> last path seen, so read/delete rarely rescan cur/.
-        self._known: dict[str, Path] = {}
+        self._known: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Maildir({str(self.path)!r})"
@@ -216,12 +324,18 @@ class Maildir:
     # -- listing and reading -----------------------------------------------------
 
     def messages(self) -> list[MessageInfo]:
-        """Messages in new/ and cur/, oldest delivery first."""
-        found: dict[str, tuple[tuple[float, int, str], MessageInfo]] = {}
+        """Messages in new/ and cur/, oldest delivery first; no message file is opened.
+
+        Sizes come from the names (`,W=`) or from earlier measure() calls; the
+        rest are None. The order comes from the delivery time that starts a
+        Maildir name, with one stat only for a name that does not start with one.
+        """
+        found: dict[str, tuple[tuple[int, int, int, str], MessageInfo]] = {}
+        measured = _MEASURED.get(str(self.path), {})
         # new/ first so that a file caught mid-move (linked into cur/, not yet
         # unlinked from new/) is listed once, under its cur/ path.
         for sub in ("new", "cur"):
-            folder = self.path / sub
+            folder = f"{self.path}/{sub}/"
             try:
                 names = os.listdir(folder)
             except FileNotFoundError:
@@ -230,39 +344,49 @@ class Maildir:
                 if name.startswith("."):
                     continue
                 uid = uid_of(name)
-                path = folder / name
-                try:
-                    size = self._wire_size(uid, path)
-                    key = self._sort_key(uid, path)
-                except FileNotFoundError:
-                    continue  # moved or deleted by another reader meanwhile
-                found[uid] = (key, MessageInfo(uid=uid, path=path, size=size))
+                path = folder + name
+                key = _sort_key(uid)
+                if key is None:
+                    try:
+                        mtime = os.stat(path).st_mtime_ns
+                    except FileNotFoundError:
+                        continue  # moved or deleted by another reader meanwhile
+                    key = (mtime // 1_000_000_000, mtime % 1_000_000_000 // 1000, 0, uid)
+                size = name_field(uid, ",W=")
+                if size is None:
+                    size = measured.get(uid)
+                found[uid] = (key, MessageInfo(uid, path, size, name_field(uid, ",S=")))
         ordered = [info for _, info in sorted(found.values(), key=lambda item: item[0])]
-        self._known = {info.uid: info.path for info in ordered}
+        self._known = {info.uid: info.file for info in ordered}
         return ordered
 
-    @staticmethod
-    def _wire_size(uid: str, path: Path) -> int:
-        match = _W_SIZE.search(uid)
-        if match:
-            return int(match.group(1))
-        # A file written by someone else: measure exactly what RETR will send.
-        return len(to_wire(path.read_bytes()))
+    def measure(self, infos: list[MessageInfo]) -> list[MessageInfo]:
+        """The same messages with every size known: a file whose name lacks `,W=` is read.
 
-    @staticmethod
-    def _sort_key(uid: str, path: Path) -> tuple[float, int, str]:
-        match = _NAME_TIME.match(uid)
-        if match:
-            secs, usec, seq = (int(g) for g in match.groups())
-            return (secs + usec / 1_000_000, seq, uid)
-        return (path.stat().st_mtime, 0, uid)
+        Each such file is read once per process (its size is remembered). A
+        message gone meanwhile gets size 0; RETR will say it is gone.
+        """
+        missing = [i for i in infos if i.size is None]
+        if not missing:
+            return infos
+        sizes: dict[str, int] = {}
+        for info in missing:
+            try:
+                sizes[info.uid] = wire_size(self.read(info.uid))
+            except KeyError:
+                continue
+        _remember_sizes(str(self.path), sizes)
+        return [
+            i if i.size is not None else MessageInfo(i.uid, i.file, sizes.get(i.uid, 0), i.stored)
+            for i in infos
+        ]
 
-    def _locate(self, uid: str) -> Path | None:
+    def _locate(self, uid: str) -> str | None:
         known = self._known.get(uid)
-        if known is not None and known.exists():
-            return known
-        candidate = self.path / "new" / uid
-        if candidate.exists():
+        if known is not None:
+            return known  # opening it tells whether it is still there
+        candidate = f"{self.path}/new/{uid}"
+        if os.path.exists(candidate):
             return candidate
         try:
             names = os.listdir(self.path / "cur")
@@ -270,23 +394,42 @@ class Maildir:
             names = []
         for name in names:
             if uid_of(name) == uid:
-                return self.path / "cur" / name
+                return f"{self.path}/cur/{name}"
         return None
 
-    def read(self, uid: str) -> bytes:
-        """The stored bytes (LF endings) of one message; KeyError when it is gone."""
+    def _read(self, uid: str, limit: int | None, stored: int | None = None) -> bytes | None:
         for _ in range(3):
             path = self._locate(uid)
             if path is None:
                 break
             try:
-                data = path.read_bytes()
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 self._known.pop(uid, None)
                 continue  # another reader moved it between locate and open
+            try:
+                hint = stored if stored is not None else name_field(uid, ",S=")
+                data = _read_fd(fd, hint, limit)
+            finally:
+                os.close(fd)
             self._known[uid] = path
             return data
         raise KeyError(uid)
+
+    def read(self, uid: str) -> bytes:
+        """The stored bytes (LF endings) of one message; KeyError when it is gone."""
+        data = self._read(uid, None)
+        assert data is not None  # no limit, so never "too big"
+        return data
+
+    def read_small(self, uid: str, limit: int, stored: int | None = None) -> bytes | None:
+        """The stored bytes of a message of at most `limit` bytes; None when it is bigger.
+
+        Cheap enough for an event loop (open, read, close; a stat only when
+        neither `stored` (MessageInfo.stored) nor the name gives the size); a
+        bigger file is for read() in a worker thread. KeyError when it is gone.
+        """
+        return self._read(uid, limit, stored)
 
     # -- changes ------------------------------------------------------------------
 
@@ -302,8 +445,8 @@ class Maildir:
                 if path is None:
                     break
                 try:
-                    size = path.stat().st_size
-                    path.unlink()
+                    size = os.stat(path).st_size
+                    os.unlink(path)
                 except FileNotFoundError:
                     self._known.pop(uid, None)
                     continue
@@ -325,7 +468,7 @@ class Maildir:
                 os.rename(src, dst)
             except FileNotFoundError:
                 continue  # already in cur/ or deleted
-            self._known[uid] = dst
+            self._known[uid] = str(dst)
             moved = True
         if moved:
             _fsync_dir(self.path / "cur")

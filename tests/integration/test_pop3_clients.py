@@ -19,6 +19,9 @@ from mailplat.services.pop3.listener import Pop3Server
 from mailplat.store.maildir import Maildir, to_lf, to_wire
 from tests.integration.pop3_support import DictBackend, TlsPair, mailbox, make_tls, running
 
+# mailplat serve runs on uvloop: the listener is proven on both loops.
+pytestmark = pytest.mark.both_loops
+
 T = TypeVar("T")
 
 DOTS = (

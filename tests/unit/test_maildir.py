@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailplat.store import maildir as maildir_mod
-from mailplat.store.maildir import Maildir, to_lf, to_wire, uid_of
+from mailplat.store.maildir import Maildir, name_field, to_lf, to_wire, uid_of, wire_size
 from mailplat.store.paths import check_name, mailbox_dir
 from mailplat.store.quota import QuotaTracker
 
@@ -90,12 +90,16 @@ def test_mark_seen_moves_to_cur_keeping_uid(md: Maildir) -> None:
     assert [m.uid for m in Maildir(md.path).messages()] == [uid]
 
 
-def test_foreign_file_without_w_gets_computed_size(md: Maildir) -> None:
+def test_foreign_file_without_w_is_measured_once(md: Maildir) -> None:
     raw = b"From: x\r\n\r\n.dot\r\nno end"
     (md.path / "cur" / "1234.foreign:2,S").write_bytes(raw)
-    [info] = md.messages()
-    assert info.uid == "1234.foreign"
+    [listed] = md.messages()
+    assert listed.uid == "1234.foreign"
+    assert listed.size is None  # listing opens no message file
+    [info] = md.measure([listed])
     assert info.size == len(b"From: x\r\n\r\n.dot\r\nno end\r\n")
+    # Remembered for the process: a later listing (a new session) knows it.
+    assert Maildir(md.path).messages()[0].size == info.size
 
 
 def test_listing_ignores_dotfiles_and_dedupes_mid_move(md: Maildir) -> None:
@@ -166,6 +170,51 @@ def test_wire_size_matches_to_wire(data: bytes) -> None:
     assert b"\r" not in stored
     assert len(stored) + stored.count(b"\n") == len(to_wire(stored))
     assert to_wire(stored) == to_wire(data)
+
+
+_ENDS = st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\x00"]), max_size=40)
+
+
+@given(_ENDS.map(b"".join) | st.binary(max_size=300))
+def test_to_wire_is_one_pass_over_crlf_cr_lf(data: bytes) -> None:
+    # The reference: every CRLF, lone CR or lone LF is one line end (RFC 5322 CRLF on the wire).
+    expected = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+    if expected and not expected.endswith(b"\r\n"):
+        expected += b"\r\n"
+    assert to_wire(data) == expected
+    assert wire_size(data) == len(expected)
+
+
+def test_name_fields_and_delivery_order(md: Maildir) -> None:
+    assert name_field("1.M2P3Q4.h,S=10,W=12", ",S=") == 10
+    assert name_field("1.M2P3Q4.h,S=10,W=12", ",W=") == 12
+    assert name_field("1.M2P3.h\\054x,S=x1", ",S=") is None
+    for name in ("20.M5P1.dovecot,S=3", "10.123.qmail", "20.M4P1Q9.ours,S=3,W=4", "odd"):
+        (md.path / "new" / name).write_bytes(b"abc")
+    os.utime(md.path / "new" / "odd", (30, 30))  # no time in the name: its mtime
+    listed = md.messages()
+    assert [m.uid for m in listed] == [
+        "10.123.qmail",
+        "20.M4P1Q9.ours,S=3,W=4",
+        "20.M5P1.dovecot,S=3",
+        "odd",
+    ]
+    assert [m.size for m in listed] == [None, 4, None, None]
+    assert [m.size for m in md.measure(listed)] == [5, 4, 5, 5]
+
+
+def test_read_small_leaves_big_files_to_a_thread(md: Maildir) -> None:
+    small = md.deliver(b"A: 1\r\n\r\nx\r\n")
+    big = md.deliver(b"A: 1\r\n\r\n" + b"y" * 5000 + b"\r\n")
+    assert md.read_small(small, 4096) == b"A: 1\n\nx\n"
+    assert md.read_small(big, 4096) is None
+    assert len(md.read(big)) == 5007
+    # A name that understates its size is read whole, or left to read() past the limit.
+    (md.path / "new" / "5.M1P1.h,S=2").write_bytes(b"0123456789")
+    assert md.read_small("5.M1P1.h,S=2", 100) == b"0123456789"
+    assert md.read_small("5.M1P1.h,S=2", 5) is None
+    with pytest.raises(KeyError):
+        md.read_small("gone", 100)
 
 
 def test_uid_of() -> None:

@@ -4,6 +4,11 @@ Input: framing events from protocol.LineReader. Output: a `Response` per
 event (bytes to send plus what the connection must do next: go on, close,
 or start TLS). The listener owns the socket; this module never touches it.
 
+`answer(event)` answers at once when it can (CAPA, UIDL, DELE, a RETR of a
+small message: no task, no await) and otherwise returns an awaitable of the
+Response (logins, the update at QUIT, big messages, sizes still to measure);
+the listener runs that in a task and answers nothing else until it is done.
+
 Guarantees (RELIABILITY.md guarantee 9):
 - messages are a snapshot taken at login; mail arriving later is not shown;
 - nothing is deleted before QUIT in the TRANSACTION state (RFC 1939 §6); a
@@ -22,9 +27,9 @@ import enum
 import hashlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from mailplat.core import replies as r
 from mailplat.core.errors import MailplatError, ProtocolError
@@ -49,6 +54,10 @@ log = logging.getLogger("mailplat.pop3")
 
 # RFC 1939 §7: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
 MAX_UIDL = 70
+# Messages up to this many stored bytes are read on the event loop: open, read
+# and close of a small file cost less than the hand-off to a worker thread and
+# back. Bigger ones go to a thread so one download never stalls other sessions.
+INLINE_READ_MAX = 128 * 1024
 
 
 class LoginDisabled(MailplatError):
@@ -141,6 +150,10 @@ class Response:
     action: Action = Action.CONTINUE
 
 
+# What a command method gives: the Response now, or a coroutine that makes it.
+Answer = Response | Coroutine[Any, Any, Response]
+
+
 # Which verbs each state accepts (RFC 1939 §4-§7, RFC 2449 §5, RFC 2595 §4, RFC 5034 §4).
 _ALLOWED: dict[State, frozenset[str]] = {
     State.AUTHORIZATION: frozenset({"USER", "PASS", "AUTH", "STLS", "CAPA", "QUIT"}),
@@ -195,6 +208,7 @@ class Pop3Session:
         self._bad = 0
         self._auth_failures = 0
         self._messages: list[MessageInfo] = []
+        self._sized = False  # every size in _messages known (see _sizes)
         self._deleted: set[int] = set()
         self._retrieved: set[int] = set()
 
@@ -225,8 +239,8 @@ class Pop3Session:
 
     # -- dispatch --------------------------------------------------------------------
 
-    async def handle_event(self, event: Event) -> Response:
-        """Answer one framing event."""
+    def answer(self, event: Event) -> Response | Awaitable[Response]:
+        """Answer one framing event: the Response, or an awaitable of it when I/O must wait."""
         if isinstance(event, Signal):
             self._auth_pending = False
             if event is FLOOD:
@@ -237,7 +251,7 @@ class Pop3Session:
             return self._bad_command(r.POP_LINE_TOO_LONG)
         if self._auth_pending:
             self._auth_pending = False
-            return await self._auth_continue(event.data)
+            return self._settle("AUTH", self._auth_continue(event.data))
         try:
             command = parse_command(event.data)
         except CommandError as exc:
@@ -248,16 +262,37 @@ class Pop3Session:
             return self._bad_command(r.POP_BAD_COMMAND)
         if command.verb not in _ALLOWED[self.state]:
             return self._bad_command(r.POP_BAD_SEQUENCE)
-        method: Callable[[str], Awaitable[Response]] = getattr(self, f"pop3_{command.verb}")
+        method: Callable[[str], Answer] = getattr(self, "pop3_" + command.verb)
+        return self._settle(command.verb, method, command.arg)
+
+    def _settle(
+        self,
+        verb: str,
+        method: Callable[[str], Answer] | Answer,
+        arg: str = "",
+    ) -> Response | Awaitable[Response]:
+        """Call a command method (or take its answer) and turn its refusals into replies."""
         try:
-            return await method(command.arg)
-        except _Syntax:
+            answer = method(arg) if callable(method) else method
+        except (_Syntax, ProtocolError) as exc:
+            return self._refused(verb, exc)
+        if isinstance(answer, Response):
+            return answer
+        return self._finish(verb, answer)
+
+    async def _finish(self, verb: str, pending: Awaitable[Response]) -> Response:
+        try:
+            return await pending
+        except (_Syntax, ProtocolError) as exc:
+            return self._refused(verb, exc)
+
+    def _refused(self, verb: str, exc: ProtocolError) -> Response:
+        if isinstance(exc, _Syntax):
             return self._bad_command(r.POP_SYNTAX)
-        except ProtocolError as exc:
-            # One place turns an error into a reply and a log line (STYLE.md).
-            level = logging.INFO if exc.user_side else logging.ERROR
-            log.log(level, "pop3 %s peer=%s: %s", command.verb, self.client_ip, exc.detail)
-            return _err(exc.reply)
+        # One place turns an error into a reply and a log line (STYLE.md).
+        level = logging.INFO if exc.user_side else logging.ERROR
+        log.log(level, "pop3 %s peer=%s: %s", verb, self.client_ip, exc.detail)
+        return _err(exc.reply)
 
     def _bad_command(self, text: str) -> Response:
         self._bad += 1
@@ -268,7 +303,7 @@ class Pop3Session:
 
     # -- AUTHORIZATION ------------------------------------------------------------------
 
-    async def pop3_CAPA(self, arg: str) -> Response:
+    def pop3_CAPA(self, arg: str) -> Answer:
         """RFC 2449 §5: the capability list; logins are hidden until they are allowed."""
         caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
         if self.login_allowed:
@@ -278,7 +313,7 @@ class Pop3Session:
         caps.append("IMPLEMENTATION mailplat")
         return Response(multiline_lines(f"{r.POP_OK} Capability list follows", caps))
 
-    async def pop3_STLS(self, arg: str) -> Response:
+    def pop3_STLS(self, arg: str) -> Answer:
         """RFC 2595 §4: begin TLS; the listener drops every byte received before it."""
         if arg:
             raise _Syntax
@@ -288,7 +323,7 @@ class Pop3Session:
             return _err(r.POP_TLS_UNAVAILABLE)
         return Response(reply(r.POP_STLS_GO), Action.STARTTLS)
 
-    async def pop3_USER(self, arg: str) -> Response:
+    def pop3_USER(self, arg: str) -> Answer:
         """RFC 1939 §7 USER: remember the name; the answer never says whether it exists."""
         if not self.login_allowed:
             return _err(r.POP_TLS_REQUIRED)
@@ -297,16 +332,16 @@ class Pop3Session:
         self._user = arg
         return _ok("Send your password")
 
-    async def pop3_PASS(self, arg: str) -> Response:
+    def pop3_PASS(self, arg: str) -> Answer:
         """RFC 1939 §7 PASS: the whole rest of the line is the password (it may hold spaces)."""
         if not self.login_allowed:
             return _err(r.POP_TLS_REQUIRED)
         if self._user is None:
             return self._bad_command(r.POP_BAD_SEQUENCE)
         user, self._user = self._user, None
-        return await self._login(user, arg)
+        return self._login(user, arg)
 
-    async def pop3_AUTH(self, arg: str) -> Response:
+    def pop3_AUTH(self, arg: str) -> Answer:
         """RFC 5034 §4 AUTH PLAIN, with an initial response or a `+ ` continuation."""
         if not self.login_allowed:
             return _err(r.POP_TLS_REQUIRED)
@@ -319,7 +354,7 @@ class Pop3Session:
         if len(parts) > 2:
             raise _Syntax
         if len(parts) == 2:
-            return await self._auth_plain(parts[1])
+            return self._auth_plain(parts[1])
         self._auth_pending = True
         return Response(reply(r.POP_AUTH_CONTINUE))
 
@@ -397,6 +432,7 @@ class Pop3Session:
             raise ProtocolError(r.POP_SYS_TEMP, user_side=False, detail=f"listing: {exc}") from exc
         self.handle = handle
         self._messages = messages
+        self._sized = all(m.size is not None for m in messages)
         self.state = State.TRANSACTION
         log.info(
             "pop3 login user=%r mailbox=%s peer=%s tls=%s messages=%d",
@@ -407,6 +443,10 @@ class Pop3Session:
             len(messages),
         )
         await self._notify_login(handle)
+        if not self._sized:
+            # Sizes another program's mail does not carry in its name are
+            # measured when a command asks for them, never at login.
+            return _ok(f"Logged in, {len(messages)} messages")
         count, octets = self._totals()
         return _ok(f"Logged in, {count} messages ({octets} octets)")
 
@@ -423,9 +463,31 @@ class Pop3Session:
 
     # -- TRANSACTION ------------------------------------------------------------------------
 
+    async def _sizes(self) -> None:
+        """Make every listed size known (reads the files whose names lack `,W=`, once)."""
+        if self._sized:
+            return
+        assert self.handle is not None
+        try:
+            self._messages = await asyncio.to_thread(self.handle.maildir.measure, self._messages)
+        except OSError as exc:
+            raise ProtocolError(r.POP_SYS_TEMP, user_side=False, detail=f"sizing: {exc}") from exc
+        self._sized = True
+
+    async def _after_sizes(self, method: Callable[[str], Answer], arg: str) -> Response:
+        """Measure the sizes, then answer the command (now without I/O)."""
+        await self._sizes()
+        answer = method(arg)
+        assert isinstance(answer, Response)
+        return answer
+
+    def _size(self, info: MessageInfo) -> int:
+        assert info.size is not None, "call _sizes() first"
+        return info.size
+
     def _totals(self) -> tuple[int, int]:
         live = [m for i, m in enumerate(self._messages) if i not in self._deleted]
-        return len(live), sum(m.size for m in live)
+        return len(live), sum(self._size(m) for m in live)
 
     def _pick(self, text: str) -> tuple[int, MessageInfo]:
         number = parse_number(text)
@@ -438,41 +500,68 @@ class Pop3Session:
             raise ProtocolError(r.POP_MESSAGE_DELETED, detail=f"message {number} deleted")
         return number, self._messages[index]
 
-    async def _wire(self, info: MessageInfo) -> bytes:
+    def _wire_now(self, info: MessageInfo) -> bytes | None:
+        """The wire bytes of a small message, read here; None when it is big (use a thread)."""
+        assert self.handle is not None
+        known = info.stored if info.stored is not None else info.size
+        if known is not None and known > INLINE_READ_MAX:
+            return None
+        try:
+            data = self.handle.maildir.read_small(info.uid, INLINE_READ_MAX, info.stored)
+        except KeyError as exc:
+            raise ProtocolError(r.POP_MESSAGE_GONE, detail=f"uid {info.uid} vanished") from exc
+        except OSError as exc:
+            raise ProtocolError(r.POP_SYS_TEMP, user_side=False, detail=f"reading: {exc}") from exc
+        return None if data is None else self._checked(info, to_wire(data))
+
+    async def _wire_in_thread(self, info: MessageInfo) -> bytes:
         assert self.handle is not None
         try:
             data = await asyncio.to_thread(self.handle.maildir.read, info.uid)
         except KeyError as exc:
             raise ProtocolError(r.POP_MESSAGE_GONE, detail=f"uid {info.uid} vanished") from exc
-        wire = to_wire(data)
-        if len(wire) != info.size:
+        except OSError as exc:
+            raise ProtocolError(r.POP_SYS_TEMP, user_side=False, detail=f"reading: {exc}") from exc
+        return self._checked(info, to_wire(data))
+
+    @staticmethod
+    def _checked(info: MessageInfo, wire: bytes) -> bytes:
+        if info.size is not None and len(wire) != info.size:
             log.warning(
                 "pop3 size-mismatch uid=%s listed=%d actual=%d", info.uid, info.size, len(wire)
             )
         return wire
 
-    async def pop3_STAT(self, arg: str) -> Response:
+    def pop3_STAT(self, arg: str) -> Answer:
         """RFC 1939 §5 STAT: count and octets of the messages not marked deleted."""
         if arg:
             raise _Syntax
+        if not self._sized:
+            return self._after_sizes(self.pop3_STAT, arg)
         count, octets = self._totals()
         return _ok(f"{count} {octets}")
 
-    async def pop3_LIST(self, arg: str) -> Response:
+    def pop3_LIST(self, arg: str) -> Answer:
         """RFC 1939 §5 LIST [msg]."""
         args = arg.split()
         if len(args) > 1:
             raise _Syntax
         if args:
+            self._pick(args[0])  # a bad number is refused before any file is read
+        if not self._sized:
+            return self._after_sizes(self.pop3_LIST, arg)
+        if args:
             number, info = self._pick(args[0])
-            return _ok(f"{number} {info.size}")
+            return _ok(f"{number} {self._size(info)}")
         count, octets = self._totals()
         lines = [
-            f"{i + 1} {m.size}" for i, m in enumerate(self._messages) if i not in self._deleted
+            f"{i + 1} {self._size(m)}"
+            for i, m in enumerate(self._messages)
+            if i not in self._deleted
         ]
         return Response(multiline_lines(f"{r.POP_OK} {count} messages ({octets} octets)", lines))
 
-    async def pop3_UIDL(self, arg: str) -> Response:
+    def pop3_UIDL(self, arg: str) -> Answer:
         """RFC 1939 §7 UIDL [msg]: ids that never change (guarantee 9)."""
         args = arg.split()
         if len(args) > 1:
@@ -487,17 +576,24 @@ class Pop3Session:
         ]
         return Response(multiline_lines(f"{r.POP_OK} Unique-ID listing follows", lines))
 
-    async def pop3_RETR(self, arg: str) -> Response:
+    def pop3_RETR(self, arg: str) -> Answer:
         """RFC 1939 §5 RETR msg: CRLF, dot-stuffed, ending `.` CRLF."""
         args = arg.split()
         if len(args) != 1:
             raise _Syntax
         number, info = self._pick(args[0])
-        wire = await self._wire(info)
+        wire = self._wire_now(info)
+        if wire is None:
+            return self._retr_later(number, info)
         self._retrieved.add(number - 1)
         return Response(multiline(f"{r.POP_OK} {len(wire)} octets", wire))
 
-    async def pop3_TOP(self, arg: str) -> Response:
+    async def _retr_later(self, number: int, info: MessageInfo) -> Response:
+        wire = await self._wire_in_thread(info)
+        self._retrieved.add(number - 1)
+        return Response(multiline(f"{r.POP_OK} {len(wire)} octets", wire))
+
+    def pop3_TOP(self, arg: str) -> Answer:
         """RFC 1939 §7 TOP msg n: the header, the blank line and n body lines."""
         args = arg.split()
         if len(args) != 2:
@@ -506,10 +602,16 @@ class Pop3Session:
         if lines is None:
             raise _Syntax
         _, info = self._pick(args[0])
-        wire = await self._wire(info)
+        wire = self._wire_now(info)
+        if wire is None:
+            return self._top_later(info, lines)
         return Response(multiline(f"{r.POP_OK} Top of message follows", top_of(wire, lines)))
 
-    async def pop3_DELE(self, arg: str) -> Response:
+    async def _top_later(self, info: MessageInfo, lines: int) -> Response:
+        wire = await self._wire_in_thread(info)
+        return Response(multiline(f"{r.POP_OK} Top of message follows", top_of(wire, lines)))
+
+    def pop3_DELE(self, arg: str) -> Answer:
         """RFC 1939 §5 DELE msg: only marks; the file goes at QUIT."""
         args = arg.split()
         if len(args) != 1:
@@ -518,31 +620,41 @@ class Pop3Session:
         self._deleted.add(number - 1)
         return _ok(f"Message {number} deleted")
 
-    async def pop3_NOOP(self, arg: str) -> Response:
+    def pop3_NOOP(self, arg: str) -> Answer:
         """RFC 1939 §5 NOOP."""
         if arg:
             raise _Syntax
         return _ok()
 
-    async def pop3_RSET(self, arg: str) -> Response:
+    def pop3_RSET(self, arg: str) -> Answer:
         """RFC 1939 §5 RSET: unmark every message marked deleted."""
         if arg:
             raise _Syntax
         self._deleted.clear()
+        if not self._sized:
+            return self._after_sizes(self.pop3_RSET, arg)
         count, octets = self._totals()
         return _ok(f"Maildrop has {count} messages ({octets} octets)")
 
     # -- UPDATE -----------------------------------------------------------------------------
 
-    async def pop3_QUIT(self, arg: str) -> Response:
+    def pop3_QUIT(self, arg: str) -> Answer:
         """RFC 1939 §4/§6 QUIT: in TRANSACTION, enter UPDATE and remove marked messages."""
         if self.state is State.AUTHORIZATION:
             return Response(reply(r.POP_BYE), Action.CLOSE)
+        return self._update()
+
+    async def _update(self) -> Response:
         assert self.handle is not None
         self.state = State.UPDATE
         maildir, key = self.handle.maildir, self.handle.key
         doomed = [self._messages[i].uid for i in sorted(self._deleted)]
-        seen = [self._messages[i].uid for i in sorted(self._retrieved - self._deleted)]
+        # Only files still in new/ move; mail read in an earlier session is in cur/ already.
+        seen = [
+            info.uid
+            for i in sorted(self._retrieved - self._deleted)
+            if (info := self._messages[i]).in_new
+        ]
         try:
             if doomed:
                 freed = await asyncio.to_thread(maildir.delete, doomed)
