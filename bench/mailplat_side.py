@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
