@@ -18,7 +18,17 @@ from typing import Annotated
 import typer
 
 from mailplat.cli.check import load_valid
-from mailplat.cli.console import SiteArg, SiteOpt, err, fail, handle, ok, out, site_of
+from mailplat.cli.console import (
+    SiteArg,
+    SiteOpt,
+    err,
+    fail,
+    handle,
+    ok,
+    out,
+    pass_down,
+    site_of,
+)
 from mailplat.core.errors import MailplatError
 from mailplat.reconcile.users import (
     DEFAULT_EXPORT_FIELDS,
@@ -31,6 +41,12 @@ from mailplat.reconcile.users import (
 )
 
 users_app = typer.Typer(help="Import or export mailboxes as CSV (emailaddress,password,quota).")
+
+
+@users_app.callback()
+def users_group(ctx: typer.Context, site_opt: SiteOpt = None) -> None:
+    """Import or export mailboxes as CSV; --site works here too (`users --site SITE export`)."""
+    pass_down(ctx, site_opt=site_opt)
 
 
 @users_app.command("import")
