@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mailplat.cli.console import SiteArg, SiteOpt, handle, out, site_of
+from mailplat.cli.console import DataOpt, SiteArg, SiteOpt, handle, out, site_of
 from mailplat.config.load import LoadCache, SiteConfig, data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
@@ -30,12 +30,7 @@ log = logging.getLogger("mailplat.server")
 def serve(
     site: SiteArg = None,
     site_opt: SiteOpt = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="Data root (queues, Maildirs, state); default from MAILPLAT_DATA or the site."
-        ),
-    ] = None,
+    data: DataOpt = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Apply every saved change to the site folder live.")
     ] = False,
