@@ -3,6 +3,9 @@
 SIGHUP reloads the site from disk; --watch reloads on every save (bursts of
 saves are debounced into one reload). A broken change is logged with every
 error and the server keeps serving the config it had.
+
+The "try it" hints after start name a mailbox the site has; a password is
+shown only when that mailbox still has the example site's `<name>-secret`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Annotated, Any
 
 import typer
 
+from mailplat.auth.passwords import verify_password
 from mailplat.cli.console import DataOpt, SiteArg, SiteOpt, handle, out, site_of
+from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig, data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
@@ -141,17 +146,8 @@ async def _serve(
     out.print(f"[bold green]mailplat[/] serving site [bold]{config.name}[/] (data in {root})")
     for b in server.bound():
         out.print(f"  {b.kind:<11} {b.host}:{b.port}")
-    smtp = next((b for b in server.bound() if b.kind == "smtp"), None)
-    pop3 = next((b for b in server.bound() if b.kind == "pop3"), None)
-    if smtp:
-        out.print(
-            f"Send a test mail:  swaks --server {smtp.host}:{smtp.port} "
-            f"--to alice@example.test --from someone@elsewhere.test"
-        )
-    if pop3:
-        out.print(
-            f"Read it by POP3:   mailbox alice, password alice-secret, {pop3.host}:{pop3.port}"
-        )
+    for line in await asyncio.to_thread(_hints, server):
+        out.print(line, highlight=False, markup=False)
     out.print(
         "Ctrl-C stops the server; `mailplat apply` or SIGHUP reloads it"
         + (", and saves are applied live (--watch)." if watch else ".")
@@ -163,6 +159,48 @@ async def _serve(
         for task in background:
             task.cancel()
         await server.stop()
+
+
+_ROLES = frozenset({"postmaster", "abuse", "hostmaster", "webmaster", "mailer-daemon"})
+
+
+def _sample_mailbox(directory: Directory) -> MailboxEntry | None:
+    """A mailbox for the hints: it takes mail and logins; a person's before a role's or an admin's."""
+    usable = [
+        m
+        for m in directory.mailboxes.values()
+        if m.addresses and not m.model.disabled and not m.model.logon_disabled
+    ]
+    people = [m for m in usable if m.model.type == "user" and m.name.lower() not in _ROLES]
+    return next(iter(people or usable), None)
+
+
+def _hints(server: Server) -> list[str]:
+    """How to try the server just started, with a mailbox this site really has."""
+    mailbox = _sample_mailbox(server.directory)
+    if mailbox is None:
+        return []
+    smtp = next((b for b in server.bound() if b.kind == "smtp"), None)
+    pop3 = next((b for b in server.bound() if b.kind == "pop3"), None)
+    lines = []
+    if smtp:
+        lines.append(
+            f"Send a test mail:  swaks --server {smtp.host}:{smtp.port} "
+            f"--to {mailbox.primary} --from someone@elsewhere.test"
+        )
+    if pop3:
+        # The example site's passwords are public (README); any other stays unsaid.
+        example = f"{mailbox.name}-secret"
+        password = (
+            f"password {example}"
+            if verify_password(mailbox.model.password, example)
+            else "its password"
+        )
+        lines.append(
+            f"Read it by POP3:   login {mailbox.name}@{mailbox.postoffice}, {password}, "
+            f"{pop3.host}:{pop3.port}"
+        )
+    return lines
 
 
 def register(app: typer.Typer) -> None:
