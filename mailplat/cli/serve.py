@@ -84,11 +84,17 @@ def _start(config: SiteConfig, root: Path, watch: bool, cache: LoadCache) -> Non
             f"cannot use data root {root}: {exc.strerror or exc} ({exc.filename or log_dir}); "
             "pick a folder this user can write with --data, MAILPLAT_DATA or server.data_root"
         ) from exc
-    # As root with server.user: the tree (logs included) goes to that user now,
-    # before the server binds and drops root.
-    prepare_data_root(root, account, log_dir)
-    runner = _runner(os.environ.get("MAILPLAT_LOOP", "auto"))
-    runner(_serve(config, root, watch, cache, account))
+    try:
+        # As root with server.user: the tree (logs included) goes to that user now,
+        # before the server binds and drops root.
+        prepare_data_root(root, account, log_dir)
+        runner = _runner(os.environ.get("MAILPLAT_LOOP", "auto"))
+        runner(_serve(config, root, watch, cache, account))
+    except MailplatError as exc:
+        # The logs say why this start ended, not only stderr: otherwise they end
+        # on `listening smtp` and read like a server that is up.
+        log.error("start failed: %s", exc)
+        raise
 
 
 def _runner(choice: str) -> Callable[[Coroutine[Any, Any, None]], None]:
