@@ -189,6 +189,20 @@ def handle(exc: MailplatError, *, to_json: bool = False, verbose: bool = False) 
     fail(str(exc), exc.exit_code)
 
 
+def error_lines(errors: Sequence[object], indent: str = "  ") -> list[str]:
+    """One error per line, indented; an error's own further lines (its hint) under it.
+
+    Print the result with markup=False: error texts quote the admin's YAML,
+    and a value like `[/lots]` must neither eat text nor raise as console markup.
+    """
+    lines = []
+    for error in errors:
+        first, *rest = str(error).splitlines() or [""]
+        lines.append(f"{indent}{first}")
+        lines.extend(f"{indent}  {more.strip()}" for more in rest if more.strip())
+    return lines
+
+
 def warn(message: str) -> None:
     err.print(f"[bold yellow]warning:[/] {message}")
 

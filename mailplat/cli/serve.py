@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from mailplat.auth.passwords import verify_password
-from mailplat.cli.console import DataOpt, SiteArg, SiteOpt, handle, out, site_of
+from mailplat.cli.console import DataOpt, SiteArg, SiteOpt, error_lines, handle, out, site_of
 from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig, data_root, load_site
 from mailplat.core.errors import MailplatError
@@ -121,12 +122,18 @@ async def _watch(server: Server, site_dir: Path) -> None:
         names = sorted({Path(p).name for _, p in changes})
         log.info("watch change files=%s", ",".join(names[:10]))
         result = await server.reload("watch")
-        if not result["ok"]:
-            out.print(f"[red]change refused[/]: {result['error']} (still serving the old config)")
-            for line in result.get("errors", []):
-                out.print(f"  {line}", highlight=False)
-        else:
+        if result["ok"]:
             out.print(f"[green]applied[/] generation {result['generation']} in {result['ms']} ms")
+            problems = list(result.get("listener_errors", []))
+            if problems:
+                out.print("[yellow]listeners unchanged[/]:")
+        else:
+            out.print("[red]change refused[/]: ", end="")
+            out.print(f"{result['error']} (still serving the old config)", markup=False)
+            problems = list(result.get("errors", []))
+        for line in error_lines(problems):
+            out.print(line, markup=False, highlight=False)
+        out.file.flush()  # whole lines, before the next log line on stderr
 
 
 async def _serve(
@@ -149,7 +156,10 @@ async def _serve(
     if watch:
         task = loop.create_task(_watch(server, config.root))
         background.add(task)
-    out.print(f"[bold green]mailplat[/] serving site [bold]{config.name}[/] (data in {root})")
+    out.print(
+        f"[bold green]mailplat[/] serving site [bold]{escape(config.name)}[/] "
+        f"(data in {escape(str(root))})"
+    )
     for b in server.bound():
         out.print(f"  {b.kind:<11} {b.host}:{b.port}")
     for line in await asyncio.to_thread(_hints, server):
