@@ -147,6 +147,30 @@ def site_of(arg: Path | None, opt: Path | None) -> Path:
     return site
 
 
+def pass_down(ctx: typer.Context, **given: object) -> None:
+    """Hand options given on a group (`queue --data DIR list`) to the subcommand it runs.
+
+    Called from a group's callback with its options by parameter name. The
+    values become the subcommand's defaults (click's default_map), so every
+    subcommand and nested group sees them as if typed after its own name,
+    and the subcommand's own option, typed there, still wins. An option the
+    subcommand does not take is an error rather than silently dropped.
+    """
+    sub_name = ctx.invoked_subcommand
+    values = {name: value for name, value in given.items() if value not in (None, False)}
+    if sub_name is None or not values:
+        return
+    group: Any = ctx.command
+    sub = group.get_command(ctx, sub_name)
+    takes: set[str | None] = {p.name for p in sub.params} if sub is not None else set()
+    for name in values:
+        if name not in takes:
+            flag = next((p.opts[0] for p in group.params if p.name == name), name)
+            fail(f"{flag} does not apply to `{ctx.command_path} {sub_name}`")
+    # This group's own defaults were used up when its options were parsed.
+    ctx.default_map = {sub_name: values}
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     err.print("[bold red]error:[/] ", end="")
     # The message may hold paths, addresses or `[::1]:25`: print it as it is.
@@ -163,6 +187,20 @@ def handle(exc: MailplatError, *, to_json: bool = False, verbose: bool = False) 
         emit_json({"ok": False, "error": str(exc)})
         raise typer.Exit(exc.exit_code)
     fail(str(exc), exc.exit_code)
+
+
+def error_lines(errors: Sequence[object], indent: str = "  ") -> list[str]:
+    """One error per line, indented; an error's own further lines (its hint) under it.
+
+    Print the result with markup=False: error texts quote the admin's YAML,
+    and a value like `[/lots]` must neither eat text nor raise as console markup.
+    """
+    lines = []
+    for error in errors:
+        first, *rest = str(error).splitlines() or [""]
+        lines.append(f"{indent}{first}")
+        lines.extend(f"{indent}  {more.strip()}" for more in rest if more.strip())
+    return lines
 
 
 def warn(message: str) -> None:

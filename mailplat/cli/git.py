@@ -33,7 +33,9 @@ ZERO = "0" * 40
 RepoSiteOpt = Annotated[
     str, typer.Option("--site", help="Site folder inside the repository, e.g. sites/example.")
 ]
-DataDirOpt = Annotated[Path, typer.Option("--data", help="Data root of the running server.")]
+DataDirOpt = Annotated[
+    Path, typer.Option("--data", metavar="DIR", help="Data root of the running server.")
+]
 BranchOpt = Annotated[str, typer.Option("--branch", help="The branch that deploys.")]
 DeployOpt = Annotated[
     Path | None,

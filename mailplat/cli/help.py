@@ -7,7 +7,10 @@ formatter already skips flags. Rather than a metavar on every one of our
 parameters, `readable` walks the built command tree once, before it runs:
 flags get an empty metavar, arguments their name in capitals (SITE), and
 values a word for what they take (TEXT, PATH, N). A metavar a command set
-itself (DIR, LOGIN) is kept.
+itself (DIR, LOGIN) is kept; on an argument it is the whole story
+(`[SITE] ID`, `[SITE] [ID]...` for a list whose first item may be the
+site): the usage line shows it as written, without typer's `{...}...`
+wrapping, and the type column stays empty instead of `<list[str]>`.
 """
 
 from __future__ import annotations
@@ -45,13 +48,24 @@ def _word(param: Any) -> str | None:
     return f"{word}..." if desc.is_list else word
 
 
+def _as_written(argument: Any) -> None:
+    """An argument shown by its own metavar alone, in usage and in the arguments table."""
+    written = str(argument.metavar)
+    argument.get_usage_pieces = lambda ctx: [written]
+    argument.display_type_rich = lambda ctx: None
+
+
 def readable(command: Any) -> Any:
     """Give every parameter of the tree (help options too) a metavar fit for --help."""
     for cmd in _commands(command):
         ctx = type(cmd).context_class(cmd) if hasattr(cmd, "context_class") else None
         help_option = cmd.get_help_option(ctx) if ctx is not None else None
         for param in [*cmd.params, help_option]:
-            if param is None or param.metavar is not None:
+            if param is None:
+                continue
+            if param.metavar is not None:
+                if param.param_type_name == "argument":
+                    _as_written(param)
                 continue
             if param.param_type_name == "argument":
                 # An argument's metavar is its name in the usage line; its type

@@ -19,6 +19,7 @@ import typer
 from rich.table import Table
 
 from mailplat.cli.console import (
+    DataOpt,
     JsonOpt,
     SiteArg,
     SiteOpt,
@@ -28,6 +29,7 @@ from mailplat.cli.console import (
     ok,
     optional_site,
     out,
+    pass_down,
     split_site,
 )
 from mailplat.config.load import data_root_of_dir
@@ -41,7 +43,35 @@ badmail_app = typer.Typer(
     help="Mail given up on (badmail) in the running server.", no_args_is_help=True
 )
 
-DataOpt = Annotated[str | None, typer.Option("--data", help="Data root of the running server.")]
+
+@queue_app.callback()
+def queue_group(
+    ctx: typer.Context,
+    site_opt: SiteOpt = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queues of the running server: outbound (smtp), list, postoffice, quarantine.
+
+    --site, --data and --json work here too (`mailplat queue --data DIR list`).
+    """
+    pass_down(ctx, site_opt=site_opt, data=data, as_json=as_json)
+
+
+@badmail_app.callback()
+def badmail_group(
+    ctx: typer.Context,
+    site_opt: SiteOpt = None,
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mail given up on (badmail) in the running server.
+
+    --site, --data and --json work here too (`mailplat badmail --data DIR list`).
+    """
+    pass_down(ctx, site_opt=site_opt, data=data, as_json=as_json)
+
+
 IdArgs = Annotated[
     list[str],
     typer.Argument(
@@ -408,9 +438,10 @@ def queue_quarantine(
     """List damaged spool files set aside: which message, why, whether the sender was told.
 
     `mailplat queue quarantine list [SITE]` lists too; `... show NAME|ID` shows one
-    entry and the start of its file.
+    entry and the start of its file. Options given here reach those too.
     """
     if ctx.invoked_subcommand is not None:
+        pass_down(ctx, site_opt=site_opt, data=data, as_json=as_json)
         return
     _quarantine_list(site_opt, data, as_json)
 

@@ -3,11 +3,12 @@
 Uses the functions the server uses (config.expand for routing,
 auth.relay.decide and the SMTP sender rule for relaying), so the explanation
 is the behaviour. Exit codes: 0 deliverable and allowed, 3 rejected or relay
-denied, 1 error (bad config, not an address, unknown login).
+denied, 1 error (bad config, not an address, not an IP, unknown login).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any
 
 import typer
@@ -49,6 +50,11 @@ def route(
     Exit 0 when the mail would be accepted and delivered somewhere, 3 when a
     destination rejects it or relaying is denied, 1 on errors.
     """
+    try:
+        # Normalised as the server sees a peer (`::1`, not `0:0:0:0:0:0:0:1`).
+        ip = str(ipaddress.ip_address(ip.strip()))
+    except ValueError:
+        fail(f"--ip {ip!r} is not an IP address, e.g. 203.0.113.1 or 2001:db8::1")
     _, directory, _ = load_valid(site_of(site, site_opt), as_json)
     rcpt = try_parse(address)
     if rcpt is None:

@@ -3,6 +3,9 @@
 SIGHUP reloads the site from disk; --watch reloads on every save (bursts of
 saves are debounced into one reload). A broken change is logged with every
 error and the server keeps serving the config it had.
+
+The "try it" hints after start name a mailbox the site has; a password is
+shown only when that mailbox still has the example site's `<name>-secret`.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from mailplat.cli.console import SiteArg, SiteOpt, handle, out, site_of
+from mailplat.auth.passwords import verify_password
+from mailplat.cli.console import DataOpt, SiteArg, SiteOpt, error_lines, handle, out, site_of
+from mailplat.config.directory import Directory, MailboxEntry
 from mailplat.config.load import LoadCache, SiteConfig, data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
@@ -30,12 +36,7 @@ log = logging.getLogger("mailplat.server")
 def serve(
     site: SiteArg = None,
     site_opt: SiteOpt = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="Data root (queues, Maildirs, state); default from MAILPLAT_DATA or the site."
-        ),
-    ] = None,
+    data: DataOpt = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Apply every saved change to the site folder live.")
     ] = False,
@@ -84,11 +85,17 @@ def _start(config: SiteConfig, root: Path, watch: bool, cache: LoadCache) -> Non
             f"cannot use data root {root}: {exc.strerror or exc} ({exc.filename or log_dir}); "
             "pick a folder this user can write with --data, MAILPLAT_DATA or server.data_root"
         ) from exc
-    # As root with server.user: the tree (logs included) goes to that user now,
-    # before the server binds and drops root.
-    prepare_data_root(root, account, log_dir)
-    runner = _runner(os.environ.get("MAILPLAT_LOOP", "auto"))
-    runner(_serve(config, root, watch, cache, account))
+    try:
+        # As root with server.user: the tree (logs included) goes to that user now,
+        # before the server binds and drops root.
+        prepare_data_root(root, account, log_dir)
+        runner = _runner(os.environ.get("MAILPLAT_LOOP", "auto"))
+        runner(_serve(config, root, watch, cache, account))
+    except MailplatError as exc:
+        # The logs say why this start ended, not only stderr: otherwise they end
+        # on `listening smtp` and read like a server that is up.
+        log.error("start failed: %s", exc)
+        raise
 
 
 def _runner(choice: str) -> Callable[[Coroutine[Any, Any, None]], None]:
@@ -115,12 +122,18 @@ async def _watch(server: Server, site_dir: Path) -> None:
         names = sorted({Path(p).name for _, p in changes})
         log.info("watch change files=%s", ",".join(names[:10]))
         result = await server.reload("watch")
-        if not result["ok"]:
-            out.print(f"[red]change refused[/]: {result['error']} (still serving the old config)")
-            for line in result.get("errors", []):
-                out.print(f"  {line}", highlight=False)
-        else:
+        if result["ok"]:
             out.print(f"[green]applied[/] generation {result['generation']} in {result['ms']} ms")
+            problems = list(result.get("listener_errors", []))
+            if problems:
+                out.print("[yellow]listeners unchanged[/]:")
+        else:
+            out.print("[red]change refused[/]: ", end="")
+            out.print(f"{result['error']} (still serving the old config)", markup=False)
+            problems = list(result.get("errors", []))
+        for line in error_lines(problems):
+            out.print(line, markup=False, highlight=False)
+        out.file.flush()  # whole lines, before the next log line on stderr
 
 
 async def _serve(
@@ -143,20 +156,14 @@ async def _serve(
     if watch:
         task = loop.create_task(_watch(server, config.root))
         background.add(task)
-    out.print(f"[bold green]mailplat[/] serving site [bold]{config.name}[/] (data in {root})")
+    out.print(
+        f"[bold green]mailplat[/] serving site [bold]{escape(config.name)}[/] "
+        f"(data in {escape(str(root))})"
+    )
     for b in server.bound():
         out.print(f"  {b.kind:<11} {b.host}:{b.port}")
-    smtp = next((b for b in server.bound() if b.kind == "smtp"), None)
-    pop3 = next((b for b in server.bound() if b.kind == "pop3"), None)
-    if smtp:
-        out.print(
-            f"Send a test mail:  swaks --server {smtp.host}:{smtp.port} "
-            f"--to alice@example.test --from someone@elsewhere.test"
-        )
-    if pop3:
-        out.print(
-            f"Read it by POP3:   mailbox alice, password alice-secret, {pop3.host}:{pop3.port}"
-        )
+    for line in await asyncio.to_thread(_hints, server):
+        out.print(line, highlight=False, markup=False)
     out.print(
         "Ctrl-C stops the server; `mailplat apply` or SIGHUP reloads it"
         + (", and saves are applied live (--watch)." if watch else ".")
@@ -168,6 +175,48 @@ async def _serve(
         for task in background:
             task.cancel()
         await server.stop()
+
+
+_ROLES = frozenset({"postmaster", "abuse", "hostmaster", "webmaster", "mailer-daemon"})
+
+
+def _sample_mailbox(directory: Directory) -> MailboxEntry | None:
+    """A mailbox for the hints: it takes mail and logins; a person's before a role's or an admin's."""
+    usable = [
+        m
+        for m in directory.mailboxes.values()
+        if m.addresses and not m.model.disabled and not m.model.logon_disabled
+    ]
+    people = [m for m in usable if m.model.type == "user" and m.name.lower() not in _ROLES]
+    return next(iter(people or usable), None)
+
+
+def _hints(server: Server) -> list[str]:
+    """How to try the server just started, with a mailbox this site really has."""
+    mailbox = _sample_mailbox(server.directory)
+    if mailbox is None:
+        return []
+    smtp = next((b for b in server.bound() if b.kind == "smtp"), None)
+    pop3 = next((b for b in server.bound() if b.kind == "pop3"), None)
+    lines = []
+    if smtp:
+        lines.append(
+            f"Send a test mail:  swaks --server {smtp.host}:{smtp.port} "
+            f"--to {mailbox.primary} --from someone@elsewhere.test"
+        )
+    if pop3:
+        # The example site's passwords are public (README); any other stays unsaid.
+        example = f"{mailbox.name}-secret"
+        password = (
+            f"password {example}"
+            if verify_password(mailbox.model.password, example)
+            else "its password"
+        )
+        lines.append(
+            f"Read it by POP3:   login {mailbox.name}@{mailbox.postoffice}, {password}, "
+            f"{pop3.host}:{pop3.port}"
+        )
+    return lines
 
 
 def register(app: typer.Typer) -> None:

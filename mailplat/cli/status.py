@@ -14,7 +14,17 @@ from typing import Any
 
 import typer
 
-from mailplat.cli.console import DataOpt, JsonOpt, SiteArg, SiteOpt, emit_json, fail, out, site_of
+from mailplat.cli.console import (
+    DataOpt,
+    JsonOpt,
+    SiteArg,
+    SiteOpt,
+    emit_json,
+    error_lines,
+    fail,
+    out,
+    site_of,
+)
 from mailplat.config.load import data_root_of_dir
 from mailplat.control import channel
 
@@ -72,11 +82,10 @@ def _render(s: dict[str, Any]) -> None:
         out.print("  quarantine    none")
     rejected = s.get("last_rejected")
     if rejected:
-        out.print(
-            f"  [red]last refused change[/] {rejected['at']} by {rejected['by']}: {rejected['error']}"
-        )
-        for line in rejected.get("errors", []):
-            out.print(f"    {line}", highlight=False)
+        out.print("  [red]last refused change[/] ", end="")
+        out.print(f"{rejected['at']} by {rejected['by']}: {rejected['error']}", markup=False)
+        for line in error_lines(rejected.get("errors", []), indent="    "):
+            out.print(line, markup=False, highlight=False)
     else:
         out.print("  last refused  none")
 

@@ -1,7 +1,9 @@
 """`mailplat trace SITE ID`: one message's whole life, read back from the JSON log.
 
-Input: the site (to find its data root and log directory) and a message id as
-the SMTP reply, the Received header or `queue list` show it (`ID` or `ID.N`).
+Input: the site (to find its data root and log directory), or only the data
+root (--data or MAILPLAT_DATA: its logs/, the default logging.directory), and
+a message id as the SMTP reply, the Received header or `queue list` show it
+(`ID` or `ID.N`).
 Output: every line of mailplat.jsonl (and its rolled-over files) about that
 message, and about the bounces, notices and auto-replies it caused (they are
 logged with `parent=` its id), oldest first: time, event and the key fields;
@@ -26,9 +28,12 @@ EXIT_NOT_FOUND = 3
 _HIDDEN = ("ts", "level", "logger", "event", "msg", "exc")
 
 
+DEFAULT_LOG_DIR = "logs"  # logging.directory's default, relative to the data root
+
+
 def _log_dir(site: Path, root: Path) -> Path:
     """logging.directory of site.yaml (relative to the data root), read without loading the site."""
-    directory = "logs"
+    directory = DEFAULT_LOG_DIR
     try:
         doc = read_yaml_text((site / "site.yaml").read_text(encoding="utf-8"))
         logging = doc.data.get("logging") if isinstance(doc.data, dict) else None
@@ -69,25 +74,36 @@ def trace_command(
 ) -> None:
     """Print a message's whole life from the logs: accepted, routed, delivered, bounced...
 
-    Bounces, delay notices and auto-replies it caused are followed too.
+    Bounces, delay notices and auto-replies it caused are followed too. With
+    --data DIR (or MAILPLAT_DATA) and no SITE, the log is read from DIR/logs,
+    the default logging.directory; name the site when it logs elsewhere.
     Exit 0 found, 1 no log to read, 3 nothing logged for ID.
     """
     site, rest = split_site(args, site_opt)
-    if site is None:
-        fail("which site? name its folder first: mailplat trace SITE ID (or --site SITE)")
-    if not site.is_dir():
+    data = data or os.environ.get("MAILPLAT_DATA") or None
+    if site is None and data is None:
+        fail(
+            "which log? name the site first: mailplat trace SITE ID (or --site SITE), "
+            "or the server's data root: --data DIR"
+        )
+    if site is not None and not site.is_dir():
         fail(f"site folder {site} does not exist")
     if len(rest) != 1:
         fail("give one message id, e.g. from `250 2.0.0 OK queued as ID`")
     wanted = rest[0].strip()
     if not wanted:
         fail("give the id of a message, e.g. from `250 2.0.0 OK queued as ID`")
-    root = data_root_of_dir(site, data, os.environ.get("MAILPLAT_DATA"))
-    log_dir = _log_dir(site, root)
+    if site is not None:
+        log_dir = _log_dir(site, data_root_of_dir(site, data, None))
+    else:  # only the data root is known: its logs are where they are by default
+        log_dir = Path(str(data)).resolve() / DEFAULT_LOG_DIR
     if not log_files(log_dir):
+        elsewhere = (
+            " (or name the site, if its logging.directory is not logs)" if site is None else ""
+        )
         fail(
             f"no {JSON_LOG} in {log_dir}: the server logs JSON lines there while "
-            "logging.json is on (the default)"
+            f"logging.json is on (the default){elsewhere}"
         )
     events = trace(log_dir, wanted)
     if as_json:

@@ -2,10 +2,16 @@
 
 Import input: CSV rows `emailaddress,password,quota` (password and quota
 optional; a header row is recognised; a plain password is hashed with
-argon2id, a hash is kept). Output: the postoffice's YAML file edited with
-ruamel.yaml's round-trip mode, so comments, key order and quoting stay as the
-admin wrote them; domains are added when needed; an existing mailbox is
-updated, never duplicated. The edited site is loaded and validated before the
+argon2id, a hash is kept). The file is read as UTF-8, with or without the
+byte order mark Excel's "CSV UTF-8" puts first (UTF-16 with its BOM too);
+any other encoding must be named (`encoding=`), because a guessed one turns
+a password into other characters that nobody can see once it is hashed.
+Every message names its source and line (`users.csv:4:`, `<stdin>:4:`).
+
+Import output: the postoffice's YAML file edited with ruamel.yaml's
+round-trip mode, so comments, key order and quoting stay as the admin wrote
+them; domains are added when needed; an existing mailbox is updated, never
+duplicated. The edited site is loaded and validated before the
 change is kept: an import that would make the site invalid is rolled back and
 reported with every diagnostic.
 
@@ -14,6 +20,7 @@ Export input: a loaded site. Output: rows of chosen fields for every mailbox.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterable, Sequence
@@ -50,7 +57,11 @@ DEFAULT_EXPORT_FIELDS = ("email", "password", "quota")
 
 
 class UsersError(MailplatError):
-    """A CSV row cannot be imported."""
+    """CSV rows cannot be imported; `problems` holds one message per bad line."""
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 _NAME = TypeAdapter(Name)
@@ -70,6 +81,12 @@ class ImportRow:
     email: str
     password: str | None
     quota: int | str | None
+    source: str = "CSV"
+
+    @property
+    def where(self) -> str:
+        """`file:line` of the row, for messages."""
+        return f"{self.source}:{self.line}"
 
 
 @dataclass
@@ -80,11 +97,57 @@ class ImportResult:
     domains_added: list[str] = field(default_factory=list)
 
 
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def decode_csv(data: bytes, source: str = "CSV", encoding: str | None = None) -> str:
+    """The text of a CSV file: UTF-8 (a leading BOM dropped) unless `encoding` names another.
+
+    A file that is not UTF-8 raises UsersError naming the line and byte, and
+    how to fix it; no encoding is guessed (see the module docstring).
+    """
+    if encoding is not None:
+        try:
+            text = data.decode(encoding)
+        except LookupError:
+            raise UsersError(f"{source}: unknown encoding {encoding!r}") from None
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise UsersError(
+                f"{source}:{line}: byte 0x{data[exc.start]:02x} is not {encoding} text"
+            ) from None
+        return text.removeprefix("\ufeff")
+    if data.startswith(_UTF16_BOMS):
+        try:
+            return data.decode("utf-16").removeprefix("\ufeff")
+        except UnicodeDecodeError:
+            raise UsersError(f"{source}: starts as UTF-16 but is not UTF-16 text") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UsersError(
+            f"{source}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8: save the file as "
+            "CSV UTF-8 (Excel: Save As, CSV UTF-8), or name its encoding, e.g. "
+            "--encoding cp1252 for Excel's plain CSV on Windows"
+        ) from None
+
+
+def read_csv(data: bytes, source: str = "CSV", encoding: str | None = None) -> list[ImportRow]:
+    """Rows of the seed format from a file's bytes (decode_csv, then parse_csv)."""
+    return parse_csv(decode_csv(data, source, encoding), source)
+
+
 def parse_csv(text: str, source: str = "CSV") -> list[ImportRow]:
     """Rows of the seed format; raise UsersError naming every bad line."""
     rows: list[ImportRow] = []
     problems: list[str] = []
-    for lineno, cells in enumerate(csv.reader(io.StringIO(text)), 1):
+    # A BOM the caller left in would hide the header row behind "\ufeff".
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    end = 0
+    for cells in reader:
+        # The line the record starts on: a quoted cell may span several lines.
+        lineno, end = end + 1, reader.line_num
         cells = [c.strip() for c in cells]
         if not cells or not any(cells) or cells[0].startswith("#"):
             continue
@@ -110,9 +173,9 @@ def parse_csv(text: str, source: str = "CSV") -> list[ImportRow]:
         if try_parse(email) is None:
             problems.append(f"{source}:{lineno}: {email!r} is not a mail address")
             continue
-        rows.append(ImportRow(lineno, email, password, quota))
+        rows.append(ImportRow(lineno, email, password, quota, source))
     if problems:
-        raise UsersError("; ".join(problems))
+        raise UsersError(problems)
     return rows
 
 
@@ -169,7 +232,7 @@ def import_users(
         assert parsed is not None  # parse_csv checked it
         if parsed.domain in other_domains:
             raise UsersError(
-                f"line {row.line}: domain {parsed.domain} belongs to postoffice "
+                f"{row.where}: domain {parsed.domain} belongs to postoffice "
                 f"{other_domains[parsed.domain]}, not {postoffice}"
             )
         # An address that already reaches a mailbox of this postoffice updates that mailbox.
@@ -177,7 +240,7 @@ def import_users(
         name = parsed.local
         if known is not None and known[0] is Kind.MAILBOX and known[1].startswith(f"{postoffice}/"):
             name = known[1].split("/", 1)[1]
-        _check_name(name, f"line {row.line}: mailbox name")
+        _check_name(name, f"{row.where}: mailbox name")
         if parsed.domain not in domains:
             domains[parsed.domain] = CommentedMap()
             result.domains_added.append(parsed.domain)
