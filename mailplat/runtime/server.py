@@ -399,8 +399,22 @@ class Server:
             host_name=site.server.host_name,
             require_tls_for_auth=site.listeners.pop3.auth_requires_tls,
             failed_login_delay=site.security.logins.failed_login_delay_seconds,
+            idle_timeout=float(site.pop3.idle_timeout_seconds),
             on_login=self.pop3_on_login,
+            max_connections=site.pop3.max_connections,
+            max_connections_per_ip=site.pop3.max_connections_per_ip,
         )
+
+    def _configure_pop3(self, site: Site) -> None:
+        """A reload's POP3 settings reach the running service (new sessions and commands)."""
+        if self.listeners.pop3 is not None:
+            self.listeners.pop3.configure(
+                require_tls_for_auth=site.listeners.pop3.auth_requires_tls,
+                failed_login_delay=site.security.logins.failed_login_delay_seconds,
+                idle_timeout=float(site.pop3.idle_timeout_seconds),
+                max_connections=site.pop3.max_connections,
+                max_connections_per_ip=site.pop3.max_connections_per_ip,
+            )
 
     async def start(self) -> None:
         """Bind, drop root, open the spool, start the workers; StartError on failure."""
@@ -530,6 +544,7 @@ class Server:
             self._directory = done.directory
             self._remember(done.directory)
             self.throttle.limits = login_limits(done.config.site)
+            self._configure_pop3(done.config.site)
             warnings = self.listeners.reload_certificates()
             listener_errors: list[str] = []
             try:

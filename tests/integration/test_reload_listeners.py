@@ -59,3 +59,26 @@ async def test_auth_settings_change_live_on_reload(tmp_path: Path) -> None:
         reply = await w.cmd("AUTH PLAIN AGFsaWNlAGFsaWNlLXNlY3JldA==")
         assert reply.code == 538
         await w.close()
+
+
+async def test_pop3_settings_change_live_on_reload(tmp_path: Path) -> None:
+    import asyncio
+
+    from mailplat.core import replies as r
+
+    site = write_site(tmp_path)
+    async with running(site, tmp_path / "data") as srv:
+        data = deep_merge(
+            base_site(tmp_path / "tls"),
+            {"listeners": {"pop3": {"auth_requires_tls": True}}, "pop3": {"max_connections": 1}},
+        )
+        dump(site / "site.yaml", data)
+        assert (await srv.reload("test"))["ok"]
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port("pop3"))
+        assert (await reader.readline()).startswith(b"+OK")
+        writer.write(b"USER alice\r\n")
+        assert (await reader.readline()).decode().strip() == r.POP_TLS_REQUIRED
+        second_r, second_w = await asyncio.open_connection("127.0.0.1", srv.port("pop3"))
+        assert (await second_r.readline()).decode().strip() == r.POP_TOO_MANY_CONNECTIONS
+        writer.close()
+        second_w.close()

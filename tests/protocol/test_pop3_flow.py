@@ -126,3 +126,33 @@ async def test_quit_then_half_close_still_updates(backend: DictBackend, alice: M
         assert await c.eof()
         await asyncio.wait_for(server.drained(), 5)
     assert len(Maildir(alice.path).messages()) == 2
+
+
+async def test_pop3_connection_limits_refuse_with_err(tmp_path: Path) -> None:
+    """A connection flood gets -ERR before the close, per client and in all (both loops)."""
+    from mailplat.core import replies as r
+    from tests.support import running as running_server
+    from tests.support import write_site
+
+    site = write_site(tmp_path, site={"pop3": {"max_connections": 3, "max_connections_per_ip": 2}})
+    async with running_server(site, tmp_path / "data") as srv:
+        port = srv.port("pop3")
+
+        async def greeting(source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=(source, 0)
+            )
+            return reader, writer, await asyncio.wait_for(reader.readline(), 5)
+
+        held = [await greeting("127.0.0.2") for _ in range(2)]
+        assert all(g.startswith(b"+OK") for _, _, g in held)
+        _, w3, third = await greeting("127.0.0.2")  # the same client, one too many
+        assert third.decode().strip() == r.POP_TOO_MANY_CONNECTIONS
+        other = await greeting("127.0.0.3")
+        assert other[2].startswith(b"+OK")
+        _, w5, full = await greeting("127.0.0.4")  # the server is full
+        assert full.decode().strip() == r.POP_TOO_MANY_CONNECTIONS
+        for _, w, _ in [*held, other]:
+            w.close()
+        w3.close()
+        w5.close()

@@ -362,12 +362,29 @@ class Logging(Model):
     )
 
 
+class Pop3Service(Model):
+    """POP3 (and POP3S) sessions."""
+
+    max_connections: int = Field(
+        200, ge=1, description="Concurrent POP3 connections (both listeners); more get -ERR."
+    )
+    max_connections_per_ip: int = Field(
+        20, ge=1, description="Concurrent POP3 connections from one client IP."
+    )
+    idle_timeout_seconds: int = Field(
+        600,
+        ge=60,
+        description="Close a session idle this long, saying so (RFC 1939: at least 10 minutes).",
+    )
+
+
 class Site(Model):
     """A whole mail site: server settings; postoffices live in postoffices/*.yaml."""
 
     server: Server = Field(default_factory=Server)
     listeners: Listeners = Field(default_factory=Listeners)
     smtp: SmtpInbound = Field(default_factory=SmtpInbound)
+    pop3: Pop3Service = Field(default_factory=Pop3Service)
     relay: Relay = Field(default_factory=Relay)
     security: Security = Field(default_factory=Security)
     delivery: Delivery = Field(default_factory=Delivery)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable
@@ -117,6 +118,14 @@ class _Connection(asyncio.Protocol):
             tls=self.tls,
             starttls_available=self.endpoint.starttls_context is not None,
         )
+        refusal = self.server._admit(self.client_ip)
+        if refusal is not None:
+            # A refusal is a reply: the client is told before the close.
+            log.info("pop3 refused peer=%s why=%s", self.client_ip, refusal)
+            transport.write(reply(r.POP_TOO_MANY_CONNECTIONS))
+            self.closing = True
+            transport.close()
+            return
         self.server._opened(self)
         if self.server._stopping:
             self.close()
@@ -378,6 +387,8 @@ class Pop3Server:
         max_bad_commands: int = 10,
         max_auth_failures: int = 3,
         stop_grace: float = 2.0,
+        max_connections: int = 200,
+        max_connections_per_ip: int = 20,
     ) -> None:
         options = Pop3Options(
             host_name=host_name,
@@ -393,6 +404,9 @@ class Pop3Server:
         self._servers: list[asyncio.Server] = []
         self._tls_servers: dict[int, TlsFirstServer] = {}
         self._connections: set[_Connection] = set()
+        self._per_ip: dict[str, int] = {}
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
         self._stopping = False
         self._no_connections = asyncio.Event()
         self._no_connections.set()
@@ -411,12 +425,47 @@ class Pop3Server:
         """Return once no connection is open (every mailbox lock released)."""
         await self._no_connections.wait()
 
+    def configure(
+        self,
+        *,
+        require_tls_for_auth: bool,
+        failed_login_delay: float,
+        idle_timeout: float,
+        max_connections: int,
+        max_connections_per_ip: int,
+    ) -> None:
+        """Take a reloaded config's settings: the next command and connection use them."""
+        self.context.options = dataclasses.replace(
+            self.context.options,
+            require_tls_for_auth=require_tls_for_auth,
+            failed_login_delay=failed_login_delay,
+            idle_timeout=idle_timeout,
+        )
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+
+    def _admit(self, ip: str) -> str | None:
+        """None to admit a new connection, else why not (connection limits)."""
+        if len(self._connections) >= self.max_connections:
+            return "too many connections"
+        if self._per_ip.get(ip, 0) >= self.max_connections_per_ip:
+            return "too many connections from this client"
+        return None
+
     def _opened(self, conn: _Connection) -> None:
         self._connections.add(conn)
+        self._per_ip[conn.client_ip] = self._per_ip.get(conn.client_ip, 0) + 1
         self._no_connections.clear()
 
     def _closed(self, conn: _Connection) -> None:
+        if conn not in self._connections:
+            return
         self._connections.discard(conn)
+        left = self._per_ip.get(conn.client_ip, 1) - 1
+        if left > 0:
+            self._per_ip[conn.client_ip] = left
+        else:
+            self._per_ip.pop(conn.client_ip, None)
         if not self._connections:
             self._no_connections.set()
 
@@ -463,7 +512,7 @@ class Pop3Server:
             self._servers.append(server)
             bound = int(server.sockets[0].getsockname()[1])
         self.ports.append(bound)
-        log.info("pop3 listening address=%s:%d tls=%s", host, bound, endpoint.implicit_tls)
+        log.debug("pop3 bound address=%s:%d tls=%s", host, bound, endpoint.implicit_tls)
         return bound
 
     async def stop_listening(self, port: int) -> None:
