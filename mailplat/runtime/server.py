@@ -22,6 +22,7 @@ import grp
 import logging
 import os
 import pwd
+import resource
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -419,6 +420,7 @@ class Server:
     async def start(self) -> None:
         """Bind, drop root, open the spool, start the workers; StartError on failure."""
         asyncio.get_running_loop().set_exception_handler(loop_exception)
+        raise_open_files()
         site = self._directory.site
         report: RecoveryReport | None = None
         try:
@@ -682,6 +684,19 @@ class Server:
         self.logins.close()
         for memory in (self.gate.bans, self.pop_memory, self.delivery.replied):
             memory.flush()
+
+
+def raise_open_files() -> None:
+    """Let the process use as many file descriptors as it may: every connection is one.
+
+    The connection limits (smtp.*, pop3.*) are what bound them; the soft limit
+    (often 1024) must not be reached first, or accept() fails with no reply.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
