@@ -1,26 +1,27 @@
 """The spool's journal: numbered segment files, appended by one writer with group commit.
 
 Input: frames (frames.py) from the event loop, each marked durable or not.
-Output: for each frame, once it is written, the segment and offset it landed
-at. Files: <spool>/journal/<seq>.seg, 16 hex digits, oldest first.
+Output: for each frame, its segment and offset. Files:
+<spool>/journal/<seq>.seg, 16 hex digits, oldest first.
 
-Group commit: frames queued while a write is in progress go out together in
-the next write, and a write that carries at least one durable frame is
-followed by one fdatasync before any of its waiters is answered. Under 50
-concurrent sessions that is one disk flush for many messages; a lone client
-pays one flush per message, as with a file per message.
+Frames are written on the event loop as they come (a copy into the page
+cache, cheaper than a thread hand-off), in order. Durability is the group
+commit: every durable frame written while an fdatasync runs waits for the
+next one, and all of them share it. Under 50 concurrent sessions that is one
+disk flush for many messages; a lone client pays one flush per message, as
+with a file per message. Only the flush, which waits on the disk, runs in a
+worker thread.
 
 Guarantees:
-- a durable frame's waiter is answered only after the fdatasync that covers
-  it has returned (the SMTP 250 waits for that);
+- a durable frame's waiter is answered only after an fdatasync that began
+  after its write has returned (the SMTP 250 waits for that);
 - a new segment file's directory entry is fsynced before anything in it is
-  acknowledged as durable;
+  acknowledged as durable, and a full segment is synced before it is closed;
 - a failed write (disk full) is undone (the segment is truncated back to its
-  last whole frame) and every waiter of that write gets the error: nothing
-  half-written is ever followed by good frames, nothing is acknowledged that
-  is not on disk;
-- frames land in the order they were queued.
-One thread writes at a time; reads (pread) may happen from any thread.
+  last whole frame) and its caller gets the error: nothing half-written is
+  ever followed by good frames, nothing is acknowledged that is not on disk;
+- frames land in the order they were appended.
+Reads (pread) may happen from any thread.
 """
 
 from __future__ import annotations
@@ -71,9 +72,11 @@ class Journal:
         self.seq = -1  # the segment being written
         self._fd = -1
         self._end = 0
-        self._pending: list[bytes] = []
-        # (waiter, durable, carries a frame): a barrier carries none.
-        self._waiters: list[tuple[asyncio.Future[Position | None], bool, bool]] = []
+        # Durable frames (and barriers: None) waiting for the next fdatasync.
+        self._sync_waiters: list[tuple[asyncio.Future[Position | None], Position | None]] = []
+        self._unsynced: set[int] = set()  # fds written since the last flush
+        self._retired: list[int] = []  # full segments' fds, closed by the next flush
+        self._new_file = False
         self._flusher: asyncio.Task[None] | None = None
         self.writes = 0
         self.syncs = 0
@@ -123,99 +126,125 @@ class Journal:
     # -- appending -------------------------------------------------------------------
 
     def append(self, frame: bytes, *, durable: bool) -> asyncio.Future[Position | None]:
-        """Queue one frame; the future gives its position once written (and synced)."""
+        """Write one frame now (a copy into the page cache); the future gives its position.
+
+        A durable frame's future is answered once an fdatasync that began after
+        the write has returned; the others' at once. Writing on the event loop
+        costs a memcpy, less than handing the frame to a thread; only the
+        disk flush, which waits, runs in a thread.
+        """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Position | None] = loop.create_future()
-        self._pending.append(frame)
-        self._waiters.append((waiter, durable, True))
-        self._kick(loop)
+        try:
+            pos = self._write(frame)
+        except OSError as exc:
+            waiter.set_exception(exc)
+            return waiter
+        if durable:
+            self._sync_waiters.append((waiter, pos))
+            self._kick(loop)
+        else:
+            waiter.set_result(pos)
         return waiter
 
     def barrier(self) -> asyncio.Future[Position | None]:
-        """A future answered once everything queued so far is written and synced."""
+        """A future answered once everything written so far is synced."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Position | None] = loop.create_future()
-        self._waiters.append((waiter, True, False))
+        self._sync_waiters.append((waiter, None))
         self._kick(loop)
         return waiter
+
+    def _write(self, frame: bytes) -> Position:
+        if self._end > 0 and self._end + len(frame) > self.segment_bytes:
+            self._rotate()
+        start = self._end
+        try:
+            write_all(self._fd, frame)
+        except OSError:
+            # Undo a partial write so no torn frame sits before later good ones.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+                os.lseek(self._fd, start, os.SEEK_SET)
+            raise
+        self._end = start + len(frame)
+        self._unsynced.add(self._fd)
+        self.writes += 1
+        self.frames += 1
+        fault("spool.journal-written")
+        return (self.seq, start)
+
+    def _rotate(self) -> None:
+        """Start the next segment; the full one is synced and closed by the next flush."""
+        closed = self.seq
+        self._retired.append(self._fd)
+        fd = os.open(
+            self.path(closed + 1), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+        )
+        self._fd, self.seq, self._end = fd, closed + 1, 0
+        self._new_file = True  # its directory entry is synced with the next flush
+        self.on_rotate.append(closed)
 
     def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
+        """Group commit: everyone waiting now shares one fdatasync begun after their write."""
         loop = asyncio.get_running_loop()
         try:
-            while self._waiters:
-                frames, self._pending = self._pending, []
-                waiters, self._waiters = self._waiters, []
-                durable = any(d for _, d, _ in waiters)
+            while self._sync_waiters:
+                batch, self._sync_waiters = self._sync_waiters, []
+                fds, self._unsynced = self._unsynced, set()
+                retired, self._retired = self._retired, []
+                new_file, self._new_file = self._new_file, False
                 try:
-                    positions = await loop.run_in_executor(
-                        self._executor, self._write, frames, durable
-                    )
+                    await loop.run_in_executor(self._executor, self._flush, fds, retired, new_file)
                 except OSError as exc:
-                    for waiter, _, _ in waiters:
+                    self._unsynced |= fds - set(retired)
+                    for waiter, _ in batch:
                         if not waiter.done():
                             waiter.set_exception(exc)
                     continue
-                it = iter(positions)
-                for waiter, _, has_frame in waiters:
-                    pos = next(it) if has_frame else None  # a barrier gets None
+                for waiter, pos in batch:
                     if not waiter.done():
                         waiter.set_result(pos)
         finally:
             self._flusher = None
 
-    def _write(self, frames: list[bytes], durable: bool) -> list[Position]:
-        """Write one batch (and fdatasync it when asked); runs in a worker thread."""
-        size = sum(len(f) for f in frames)
-        if frames and self._end > 0 and self._end + size > self.segment_bytes:
-            self._rotate()
-        start = self._end
-        out: list[Position] = []
-        if frames:
-            try:
-                write_all(self._fd, b"".join(frames))
-            except OSError:
-                # Undo a partial write so no torn frame sits before later good ones.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, start)
-                raise
-            offset = start
-            for frame in frames:
-                out.append((self.seq, offset))
-                offset += len(frame)
-            self._end = offset
-            self.writes += 1
-            self.frames += len(frames)
-            fault("spool.journal-written")
-        if durable:
-            os.fdatasync(self._fd)
-            self.syncs += 1
-            fault("spool.journal-synced")
-        return out
-
-    def _rotate(self) -> None:
-        """Close the full segment (synced) and start the next one."""
-        os.fdatasync(self._fd)
-        closed = self.seq
-        self.start(self.seq + 1)
-        self.on_rotate.append(closed)
+    def _flush(self, fds: set[int], retired: list[int], new_file: bool) -> None:
+        """fdatasync what was written, the journal folder for a new segment (worker thread)."""
+        for fd in fds:
+            os.fdatasync(fd)
+        if new_file:
+            fsync_dir(self.directory)
+        for fd in retired:
+            if fd not in fds:
+                os.fdatasync(fd)
+            os.close(fd)
+        self.syncs += 1
+        fault("spool.journal-synced")
 
     async def drain(self) -> None:
-        """Write and sync everything queued; the spool calls this before closing."""
-        if self._waiters or self._pending:
-            await self.barrier()
+        """Sync everything written; the spool calls this before closing."""
+        await self.barrier()
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
 
+    def write_now(self, frames: list[bytes]) -> None:
+        """Write frames and sync them, in this thread (at open, before the loop runs)."""
+        for frame in frames:
+            self._write(frame)
+        self.flush_now()
+
     def flush_now(self) -> None:
-        """Write and sync what is still queued, in this thread (a stop without the loop)."""
-        frames, self._pending = self._pending, []
-        self._waiters = []
-        if self._fd >= 0 and frames:
-            self._write(frames, True)
+        """Sync what is written, in this thread (a stop without the event loop)."""
+        self._sync_waiters = []
+        fds, self._unsynced = self._unsynced, set()
+        retired, self._retired = self._retired, []
+        if self._fd >= 0:
+            self._flush(fds, retired, self._new_file)
+            self._new_file = False
 
     def close(self) -> None:
         """Sync and close the current segment (blocking; after drain or flush_now)."""

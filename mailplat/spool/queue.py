@@ -536,7 +536,7 @@ class Spool:
                 migrated.extend(self.root / "q" / q / rid for q, rid, _ in item.records)
             count += 1
         if frames:
-            self.journal._write(frames, True)
+            self.journal.write_now(frames)
         # Replay what was just written so the index has it, like any start.
         self._state, _ = replay(self.root, self.journal)
         self._incoming.clear()
