@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from mailplat.cli.check import load_valid
+from mailplat.cli.check import load_checked
 from mailplat.cli.console import (
     EXIT_CHANGES,
     EXIT_OK,
@@ -43,7 +43,7 @@ from mailplat.reconcile.state import Generation, read_generation
 @dataclass(frozen=True)
 class Planned:
     config: SiteConfig
-    directory: Directory
+    directory: Directory | None  # built only when expect.yaml or the routing diff needed it
     root: Path
     applied: Generation | None
     plan: Plan
@@ -52,7 +52,7 @@ class Planned:
 
 def make_plan(site: Path, data: str | None, to_json: bool, verbose: bool = False) -> Planned:
     """Load (refusing invalid config), read the applied generation, diff, observe."""
-    config, directory, _ = load_valid(site, to_json, verbose)
+    config, directory, _ = load_checked(site, to_json, verbose)
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
     try:
         applied = read_generation(root)

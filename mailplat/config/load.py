@@ -17,10 +17,15 @@ postoffice files by (mtime, size) so a reload re-parses only what changed.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import hashlib
+import os
+import threading
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +37,7 @@ from mailplat.config.explain import Explained, combine, explain
 from mailplat.config.models.expect import Expectations
 from mailplat.config.models.postoffice import Postoffice
 from mailplat.config.models.site import Site
+from mailplat.config.segment import Segment, compile_postoffice
 from mailplat.config.yamlread import PathT, YamlDoc, read_yaml_text
 from mailplat.core.address import normalise_domain
 from mailplat.core.errors import AddressError, ConfigError
@@ -59,6 +65,11 @@ class SiteConfig:
     digest: str  # hash of every file's content: the config's identity
     warnings: tuple[Diagnostic, ...] = ()
     expect_file: str = "expect.yaml"  # display path of expect.yaml
+    # Each postoffice compiled alone (config.segment), reused while its file is unchanged.
+    segments: Mapping[str, Segment] = field(default_factory=dict)
+    # Digests of the files: site.yaml, each postoffice (by name) and expect.yaml.
+    site_digest: str = ""
+    po_digests: Mapping[str, str] = field(default_factory=dict)
 
     def file_of(self, postoffice: str) -> str:
         return self.files[postoffice]
@@ -72,6 +83,44 @@ class _Cached:
     diags: list[Diagnostic]
     # A model kept without the entries that failed: {"mailboxes": {names}, ...}.
     pruned: dict[str, set[str]] = field(default_factory=dict)
+    display: str = ""
+    segment: Segment | None = None
+
+    def compiled(self, name: str) -> Segment | None:
+        """The postoffice compiled alone, once per parse of the file."""
+        if self.segment is None and self.model is not None:
+            pruned = {k: frozenset(v) for k, v in self.pruned.items()}
+            self.segment = compile_postoffice(name, self.model, self.display, pruned)
+        return self.segment
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_was_on = False
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a site is built.
+
+    A big site allocates millions of small acyclic objects (dicts, models,
+    entries); every few thousand allocations the collector would walk all
+    of them again, which doubles the time of a cold load. Nested and
+    concurrent uses are counted; the collector comes back when the last ends.
+    """
+    global _gc_depth, _gc_was_on
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_on = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_on:
+                gc.enable()
 
 
 @dataclass
@@ -110,7 +159,9 @@ class LoadCache:
     """Parsed postoffice files by path, reused while (mtime, size) is unchanged."""
 
     entries: dict[str, _Cached] = field(default_factory=dict)
-    parsed: int = 0  # files parsed by the last load (for tests and status)
+    parsed: int = 0  # postoffice files parsed by the last load (for tests and status)
+    # site.yaml and expect.yaml: (stamp, what _load_file gave), reused when clean.
+    singles: dict[str, tuple[tuple[int, int], Any]] = field(default_factory=dict)
 
 
 def _display(path: Path, base: Path) -> str:
@@ -319,7 +370,7 @@ def _load_postoffice(path: Path, display: str, stamp: tuple[int, int]) -> _Cache
     pruned: dict[str, set[str]] = {}
     if po is None and diags:
         po, pruned = _pruned_model(data, diags)
-    return _Cached(stamp, d, po, diags, pruned)
+    return _Cached(stamp, d, po, diags, pruned, display)
 
 
 # Rules about a key itself (a name, a domain), located at the key rather than its value.
@@ -386,35 +437,66 @@ def locate(diags: list[Diagnostic], files: dict[str, Path]) -> list[Diagnostic]:
     return out
 
 
-def load_site(
+@dataclass
+class SiteRead:
+    """A site read from disk before the cross-object rules: what load_site and
+    config.change share."""
+
+    config: SiteConfig
+    diags: list[Diagnostic]  # syntax, shape and file-level errors
+    gaps: Gaps
+    files: dict[str, str]  # display name -> path, for positions of diagnostics
+    site_model: Site | None  # None when site.yaml did not parse
+
+    @property
+    def clean(self) -> bool:
+        """Every file parsed and validated on its own."""
+        gaps = self.gaps
+        return not (self.diags or gaps.site or gaps.site_dropped or gaps.postoffices or gaps.pruned)
+
+
+def _cached_file(
+    cache: LoadCache | None, path: Path, display: str, model: type[M]
+) -> tuple[str, M | None, list[Diagnostic], Any]:
+    """_load_file, reusing the last result while (mtime, size) is unchanged."""
+    try:
+        st = path.stat()
+    except OSError:
+        return _load_file(path, display, model)
+    stamp = (st.st_mtime_ns, st.st_size)
+    key = f"{model.__name__}:{path}"
+    hit = cache.singles.get(key) if cache is not None else None
+    if hit is not None and hit[0] == stamp and hit[1][2] == [] and hit[1][3] is not None:
+        return hit[1][0], hit[1][1], [], hit[1][3]
+    result = _load_file(path, display, model)
+    if cache is not None:
+        cache.singles[key] = (stamp, result)
+    return result
+
+
+def read_site(
     site_dir: Path, cache: LoadCache | None = None, *, relative_to: Path | None = None
-) -> SiteConfig:
-    """Load and validate a whole site; raise ConfigError with every diagnostic.
-
-    File names in diagnostics are relative to `relative_to` (default: the
-    current directory), so `sites/example/postoffices/example.yaml:26:5` can be
-    pasted into an editor; the git hook passes its export folder, which gives
-    repository paths.
-    """
-    from mailplat.config.validate import validate_site
-
+) -> SiteRead:
+    """Read every file of a site (only changed ones when a cache is given); no cross checks."""
     site_dir = site_dir.resolve()
     base = (relative_to or Path.cwd()).resolve()
     if not site_dir.is_dir():
         raise ConfigError(
             [Diagnostic("error", f"site folder {site_dir} does not exist")], "no such site"
         )
-    files: dict[str, Path] = {}
+    files: dict[str, str] = {}
     diags: list[Diagnostic] = []
     gaps = Gaps()
     digest = hashlib.sha256()
 
     site_path = site_dir / "site.yaml"
     site_display = _display(site_path, base)
-    files[site_display] = site_path
+    files[site_display] = str(site_path)
+    site_digest = ""
+    site: Site | None
     if site_path.exists():
-        d, site, more, site_data = _load_file(site_path, site_display, Site)
-        digest.update(d.encode())
+        site_digest, site, more, site_data = _cached_file(cache, site_path, site_display, Site)
+        digest.update(site_digest.encode())
         diags += more
         if site is None and more:
             site, gaps.site_dropped = _site_without(site_data, more)
@@ -424,39 +506,50 @@ def load_site(
         diags.append(
             error(site_display, (), "site.yaml is missing", "create it; `{}` is a valid minimum")
         )
+    site_model = site if not gaps.site and not gaps.site_dropped else None
 
     postoffices: dict[str, Postoffice] = {}
     po_files: dict[str, str] = {}
-    po_dir = site_dir / "postoffices"
-    paths = sorted(po_dir.glob("*.yaml")) if po_dir.is_dir() else []
+    segments: dict[str, Segment] = {}
+    po_digests: dict[str, str] = {}
+    po_dir = str(site_dir / "postoffices")
+    prefix = _display(Path(po_dir), base)
+    try:
+        names = sorted(e.name for e in os.scandir(po_dir) if e.name.endswith(".yaml"))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
     if cache is not None:
         cache.parsed = 0
-        live = {str(p) for p in paths}
+        live = {f"{po_dir}/{n}" for n in names}
         for gone in set(cache.entries) - live:
             del cache.entries[gone]
-    for path in paths:
-        display = _display(path, base)
+    for file_name in names:
+        path = f"{po_dir}/{file_name}"
+        display = file_name if prefix == "." else f"{prefix}/{file_name}"
         files[display] = path
-        key = str(path)
-        st = path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-        entry = cache.entries.get(key) if cache is not None else None
-        if entry is None or entry.stamp != stamp:
-            entry = _load_postoffice(path, display, stamp)
+        name = file_name[: -len(".yaml")]
+        try:
+            st = os.stat(path)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = (0, -1)
+        entry = cache.entries.get(path) if cache is not None else None
+        if entry is None or entry.stamp != stamp or entry.display != display:
+            entry = _load_postoffice(Path(path), display, stamp)
             if cache is not None:
-                cache.entries[key] = entry
+                cache.entries[path] = entry
                 cache.parsed += 1
         digest.update(entry.digest.encode())
+        po_digests[name] = entry.digest
         diags += entry.diags
         if entry.model is None:
-            gaps.postoffices.add(path.stem)
+            gaps.postoffices.add(name)
             continue
         # The file name is the postoffice's name; a mismatching `name:` is an
         # error of its own and must not make other rules miss this postoffice.
-        name = path.stem
         if entry.pruned:
             gaps.pruned[name] = entry.pruned
-        if entry.model.name and entry.model.name != path.stem:
+        if entry.model.name and entry.model.name != name:
             diags.append(
                 error(
                     display,
@@ -467,14 +560,16 @@ def load_site(
             )
         postoffices[name] = entry.model
         po_files[name] = display
+        seg = entry.compiled(name)
+        if seg is not None:
+            segments[name] = seg
 
     expect: Expectations | None = None
     expect_path = site_dir / "expect.yaml"
     expect_display = _display(expect_path, base)
     if expect_path.exists():
-        display = expect_display
-        files[display] = expect_path
-        d, expect, more, _ = _load_file(expect_path, display, Expectations)
+        files[expect_display] = str(expect_path)
+        d, expect, more, _ = _cached_file(cache, expect_path, expect_display, Expectations)
         digest.update(d.encode())
         diags += more
 
@@ -490,13 +585,38 @@ def load_site(
         expect=expect,
         digest=digest.hexdigest(),
         expect_file=expect_display,
+        segments=segments,
+        site_digest=site_digest,
+        po_digests=po_digests,
     )
-    # Cross-object rules run over whatever parsed, so one run shows every error.
-    diags += validate_site(config, gaps)
-    diags = locate(diags, files)
+    return SiteRead(config, diags, gaps, files, site_model)
+
+
+def finish(read: SiteRead, diags: list[Diagnostic]) -> SiteConfig:
+    """Positions for every diagnostic; ConfigError on any error, else the config with warnings."""
+    diags = locate(diags, {k: Path(v) for k, v in read.files.items()} if diags else {})
     if has_errors(diags):
         raise ConfigError(diags)
-    return SiteConfig(**{**config.__dict__, "warnings": tuple(d for d in diags if not d.is_error)})
+    warnings = tuple(d for d in diags if not d.is_error)
+    return SiteConfig(**{**read.config.__dict__, "warnings": warnings})
+
+
+def load_site(
+    site_dir: Path, cache: LoadCache | None = None, *, relative_to: Path | None = None
+) -> SiteConfig:
+    """Load and validate a whole site; raise ConfigError with every diagnostic.
+
+    File names in diagnostics are relative to `relative_to` (default: the
+    current directory), so `sites/example/postoffices/example.yaml:26:5` can be
+    pasted into an editor; the git hook passes its export folder, which gives
+    repository paths.
+    """
+    from mailplat.config.validate import validate_site
+
+    with collection_paused():
+        read = read_site(site_dir, cache, relative_to=relative_to)
+        # Cross-object rules run over whatever parsed, so one run shows every error.
+        return finish(read, read.diags + validate_site(read.config, read.gaps))
 
 
 def default_data_root(site_dir: Path) -> Path:
