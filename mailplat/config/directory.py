@@ -106,36 +106,39 @@ class Directory:
 
     def _build(self) -> None:
         default = self.site.server.default_postoffice
-        addresses, logins = self.addresses, self.logins
+        addresses, logins, mailboxes = self.addresses, self.logins, self.mailboxes
         claims = logins_made = 0
         for seg in self.segments.values():
+            po_name = seg.name
+            bare = po_name == default
             for entry in seg.mailboxes:
-                self.mailboxes[entry.key] = entry
-            for address, kind, target in seg.routes:
-                if kind is Kind.MAILBOX:
-                    addresses.setdefault(address, (kind, target))
-                    claims += 1
-            for login, key, bare in seg.logins:
-                if bare and seg.name != default:
-                    continue
-                logins.setdefault(login, key)
-                logins_made += 1
+                key = f"{po_name}/{entry.name}"
+                mailboxes[key] = entry
+                route = (Kind.MAILBOX, key)
+                for a in entry.addresses:
+                    addresses.setdefault(a, route)
+                    logins.setdefault(a, key)
+                logins.setdefault(f"{entry.name}@{po_name}".lower(), key)
+                claims += len(entry.addresses)
+                logins_made += len(entry.addresses) + 1
+                if bare:
+                    logins.setdefault(entry.name.lower(), key)
+                    logins_made += 1
         n_groups = n_lists = n_domains = 0
         for seg in self.segments.values():
             for group in seg.groups:
                 self.groups[group.address] = group
+                addresses.setdefault(group.address, (Kind.GROUP, group.address))
             for lst in seg.lists:
                 self.lists[lst.address] = lst
-            for address, kind, target in seg.routes:
-                if kind is not Kind.MAILBOX:
-                    addresses.setdefault(address, (kind, target))
-                    claims += 1
+                addresses.setdefault(lst.address, (Kind.LIST, lst.address))
             for dom in seg.domains:
                 self.domains[dom.name] = dom
             n_groups += len(seg.groups)
             n_lists += len(seg.lists)
             n_domains += len(seg.domains)
             self.edges.update(seg.edges)
+        claims += n_groups + n_lists
         referrers: dict[str, set[str]] = {}
         for seg in self.segments.values():
             for domain in seg.target_domains:
@@ -171,17 +174,20 @@ class Directory:
             seg = old.get(name)
             if seg is None:
                 continue
-            for address, _, _ in seg.routes:
-                addresses.pop(address, None)
-            for login, _, bare in seg.logins:
-                if not bare or name == default:
-                    logins.pop(login, None)
             for entry in seg.mailboxes:
                 mailboxes.pop(entry.key, None)
+                for a in entry.addresses:
+                    addresses.pop(a, None)
+                    logins.pop(a, None)
+                logins.pop(f"{entry.name}@{name}".lower(), None)
+                if name == default:
+                    logins.pop(entry.name.lower(), None)
             for group in seg.groups:
                 groups.pop(group.address, None)
+                addresses.pop(group.address, None)
             for lst in seg.lists:
                 lists.pop(lst.address, None)
+                addresses.pop(lst.address, None)
             for dom in seg.domains:
                 domains.pop(dom.name, None)
             for source in seg.edges:
@@ -189,26 +195,31 @@ class Directory:
             touched_domains |= seg.target_domains
         for name in changed:
             seg = new[name]
-            for address, kind, target in seg.routes:
-                if address in addresses:
-                    return False
-                addresses[address] = (kind, target)
-            for login, key, bare in seg.logins:
-                if bare and name != default:
-                    continue
-                if login in logins:
-                    return False
-                logins[login] = key
             for entry in seg.mailboxes:
-                mailboxes[entry.key] = entry
+                key = entry.key
+                mailboxes[key] = entry
+                route = (Kind.MAILBOX, key)
+                own = [*entry.addresses, f"{entry.name}@{name}".lower()]
+                if name == default:
+                    own.append(entry.name.lower())
+                for a in entry.addresses:
+                    if a in addresses:
+                        return False
+                    addresses[a] = route
+                for login in own:
+                    if login in logins:
+                        return False
+                    logins[login] = key
             for group in seg.groups:
-                if group.address in groups:
+                if group.address in groups or group.address in addresses:
                     return False
                 groups[group.address] = group
+                addresses[group.address] = (Kind.GROUP, group.address)
             for lst in seg.lists:
-                if lst.address in lists:
+                if lst.address in lists or lst.address in addresses:
                     return False
                 lists[lst.address] = lst
+                addresses[lst.address] = (Kind.LIST, lst.address)
             for dom in seg.domains:
                 if dom.name in domains:
                     return False
@@ -219,8 +230,7 @@ class Directory:
                 edges[source] = targets
             touched_domains |= seg.target_domains
         for domain in touched_domains:
-            names = {n for n in referrers.get(domain, ()) if n not in old or n in new}
-            names -= set(changed)
+            names = {n for n in referrers.get(domain, ()) if n in new and n not in changed}
             names |= {n for n in changed if domain in new[n].target_domains}
             if names:
                 referrers[domain] = frozenset(names)

@@ -83,7 +83,10 @@ _KEY = re.compile(r"([^\W_]|_)[\w.@+/-]*")
 _KEY_LINE = re.compile(r"([^\W_]|_)[\w.@+/-]*:(?= |$)")
 # A plain scalar may not start with an indicator (YAML 1.2 §7.3.3).
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
-_FLOW_PLAIN_BAD = frozenset(",[]{}#'\":")
+_FLOW_PLAIN_BAD = re.compile("[,\\[\\]{}#'\":]")
+# The common key: ASCII letter first (so never a number), then name characters.
+_COMMON_KEY = re.compile(r"([A-Za-z][\w.@+/-]*):(?: +|$)")
+_WORDS = frozenset(("null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE"))
 
 
 def parse_simple(text: str) -> Any:
@@ -101,7 +104,7 @@ def _plain(value: str, flow: bool) -> Any:
     if not value or value[0] in _INDICATORS:
         raise _Bail
     if flow:
-        if any(c in _FLOW_PLAIN_BAD for c in value):
+        if _FLOW_PLAIN_BAD.search(value):
             raise _Bail
     elif ": " in value or value.endswith(":") or " #" in value:
         raise _Bail
@@ -223,6 +226,8 @@ class _Reader:
         pending: tuple[dict[Any, Any], Any, int] | None = None
         root: Any = None
         started = False
+        common_key = _COMMON_KEY.match
+        words = _WORDS
         for line in self.lines:
             body = line.lstrip(" ")
             if not body or body[0] == "#":
@@ -272,7 +277,40 @@ class _Reader:
                 container, body = mapping, rest
             elif not isinstance(container, dict):
                 raise _Bail
-            pending = self._entry(container, body, indent)
+            m = common_key(body)
+            if m is None:
+                pending = self._entry(container, body, indent)
+                continue
+            # The common `key: value` line, inline (most of a config's lines).
+            key = m.group(1)
+            if key in words:
+                key = resolve_plain(key)
+            if key in container:
+                raise _Bail  # libyaml's path reports the duplicate with its line
+            rest = body[m.end() :]
+            if not rest or rest[0] == "#":
+                container[key] = None
+                pending = (container, key, indent)
+                continue
+            first = rest[0]
+            if first == '"':
+                end = rest.find('"', 1)
+                if end < 0:
+                    raise _Bail
+                value = rest[1:end]
+                if "\\" in value:
+                    raise _Bail
+                if end + 1 < len(rest):
+                    _end_of_value(rest[end + 1 :])
+                container[key] = value
+            elif first.isalpha():
+                cut = rest.find(" #")
+                text = (rest if cut < 0 else rest[:cut]).rstrip(" ")
+                if ": " in text or text[-1] == ":":
+                    raise _Bail
+                container[key] = resolve_plain(text) if text in words else text
+            else:
+                container[key] = _value(rest)
         if pending is not None:
             pending[0][pending[1]] = None
         return root

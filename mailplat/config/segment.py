@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from mailplat.config.confusable import mixed_scripts, skeleton, unicode_name
@@ -90,30 +90,30 @@ class DomainEntry:
 
 # An address this postoffice claims, where, and for what (validate.py's wording:
 # "mailbox po/name", "group po/name", "list po/name"). Tuples: there are 100,000s.
-Claim = tuple[str, "Path_", str]
+Claim = tuple[str | tuple[str, ...], "Path_", str]
 DomainClaim = str  # a domain this postoffice claims
 Target = tuple[str, "Path_", str, str]  # file, path, postoffice, target (a name or an address)
 Step = Diagnostic | Claim | DomainClaim
 
 
-@dataclass(frozen=True, eq=False)
-class Segment:
-    """A postoffice compiled alone. Compared by identity: one per parsed file."""
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """A postoffice's share of the Directory."""
 
-    name: str
-    file: str
-    model: Postoffice
     domains: tuple[DomainEntry, ...]
     mailboxes: tuple[MailboxEntry, ...]
     groups: tuple[GroupEntry, ...]
     lists: tuple[ListEntry, ...]
-    # (address, kind, target) in the Directory's order: mailboxes, then groups and lists.
-    routes: tuple[tuple[str, Kind, str], ...]
-    # (login, mailbox key, bare): addresses, mailbox@postoffice and the bare name
-    # (a login only in the default postoffice), per mailbox in that order.
-    logins: tuple[tuple[str, str, bool], ...]
-    steps: tuple[Step, ...]  # validate.py's walk of this file: claims and local diagnostics
-    edges: Mapping[str, tuple[str, ...]]  # address -> addresses it forwards to (no copy kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """A postoffice's share of the site-wide checks."""
+
+    # validate.py's walk of this file: domain claims, address claims (one step
+    # holds a mailbox's automatic addresses) and local diagnostics, in order.
+    steps: tuple[Step, ...]
+    edges: Mapping[str, tuple[str, ...]]  # address -> addresses it forwards to
     edge_sources: Mapping[str, tuple[str, Path_]]  # where each edge source is written
     targets: tuple[Target, ...]
     target_domains: frozenset[str]  # domains of the address targets (who refers to whom)
@@ -122,14 +122,97 @@ class Segment:
     # Per domain: (domain, confusable skeleton, name as shown, its mixed-script warnings).
     lookalikes: tuple[tuple[str, str, str, tuple[Diagnostic, ...]], ...]
     reserved: tuple[Diagnostic, ...]  # names Windows filesystems reserve
-    pruned: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+class Segment:
+    """A postoffice compiled alone. Compared by identity: one per parsed file.
+
+    Its two shares are computed on first use: `validate` needs only the
+    checks, a Directory only the entries, a running server both.
+    """
+
+    __slots__ = ("_checks", "_entries", "file", "model", "name", "pruned")
+
+    def __init__(
+        self,
+        name: str,
+        model: Postoffice,
+        file: str,
+        pruned: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
+        self.name, self.model, self.file = name, model, file
+        self.pruned: Mapping[str, frozenset[str]] = pruned or {}
+        self._entries: Entries | None = None
+        self._checks: Checks | None = None
+
+    @property
+    def entries(self) -> Entries:
+        if self._entries is None:
+            self._entries = _entries(self.name, self.model)
+        return self._entries
+
+    @property
+    def checks(self) -> Checks:
+        if self._checks is None:
+            self._checks = _Checker(self.name, self.model, self.file, self.pruned).build()
+        return self._checks
+
+    # The parts as attributes, for readers of either share.
+    @property
+    def domains(self) -> tuple[DomainEntry, ...]:
+        return self.entries.domains
+
+    @property
+    def mailboxes(self) -> tuple[MailboxEntry, ...]:
+        return self.entries.mailboxes
+
+    @property
+    def groups(self) -> tuple[GroupEntry, ...]:
+        return self.entries.groups
+
+    @property
+    def lists(self) -> tuple[ListEntry, ...]:
+        return self.entries.lists
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.checks.steps
+
+    @property
+    def edges(self) -> Mapping[str, tuple[str, ...]]:
+        return self.checks.edges
+
+    @property
+    def edge_sources(self) -> Mapping[str, tuple[str, Path_]]:
+        return self.checks.edge_sources
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return self.checks.targets
+
+    @property
+    def target_domains(self) -> frozenset[str]:
+        return self.checks.target_domains
+
+    @property
+    def postmaster_targets(self) -> tuple[tuple[str, str], ...]:
+        return self.checks.postmaster_targets
+
+    @property
+    def autoresponders(self) -> frozenset[str]:
+        return self.checks.autoresponders
+
+    @property
+    def lookalikes(self) -> tuple[tuple[str, str, str, tuple[Diagnostic, ...]], ...]:
+        return self.checks.lookalikes
+
+    @property
+    def reserved(self) -> tuple[Diagnostic, ...]:
+        return self.checks.reserved
 
     @property
     def domain_names(self) -> frozenset[str]:
         return frozenset(self.model.domains)
-
-    def owns_address(self, address: str) -> bool:
-        return any(a == address for a, _, _ in self.routes)
 
 
 def quota_bytes(quota: Quota | None, default: Quota) -> int | None:
@@ -186,149 +269,114 @@ def compile_postoffice(
     pruned: Mapping[str, frozenset[str]] | None = None,
 ) -> Segment:
     """Compile one postoffice; pure, and a function of its arguments only."""
-    pruned = pruned or {}
-    builder = _Builder(name, po, file, pruned)
-    return builder.build()
+    return Segment(name, po, file, pruned)
 
 
-class _Builder:
+def _entries(name: str, po: Postoffice) -> Entries:
+    """The Directory's share (what directory.py's _build did per postoffice)."""
+    # File order, disabled domains last: a mailbox's primary address (where
+    # a `catchall: bob` or a welcome goes) must be one that takes mail.
+    domains = [d for d, v in po.domains.items() if not v.disabled]
+    domains += [d for d, v in po.domains.items() if v.disabled]
+    auto_on = po.auto_address
+    default_quota = po.default_quota_mb
+    primary: dict[str, str] = {}
+    mailboxes: list[MailboxEntry] = []
+    for mb_name, mb in po.mailboxes.items():
+        low = mb_name.lower()
+        addrs = [f"{low}@{d}" for d in domains] if auto_on else []
+        for extra in mb.addresses:
+            found = key_and_domain(extra)
+            if found is not None and found[0] not in addrs:
+                addrs.append(found[0])
+        entry = MailboxEntry(
+            name, mb_name, mb, tuple(addrs), quota_bytes(mb.quota_mb, default_quota)
+        )
+        mailboxes.append(entry)
+        if addrs:
+            primary[f"{name}/{mb_name}"] = addrs[0]
+    groups = tuple(
+        GroupEntry(
+            name,
+            g_name,
+            address_key(group.address),
+            tuple(address_key(m) for m in group.members),
+        )
+        for g_name, group in po.groups.items()
+    )
+    lists = tuple(
+        ListEntry(
+            name,
+            l_name,
+            f"{l_name.lower()}@{lst.domain}",
+            target_address(lst.owner, name, primary),
+            lst,
+        )
+        for l_name, lst in po.lists.items()
+    )
+    domain_entries = tuple(
+        DomainEntry(
+            name=dname,
+            postoffice=name,
+            disabled=dom.disabled,
+            abuse=target_address(dom.abuse, name, primary) if dom.abuse else None,
+            postmaster=(target_address(dom.postmaster, name, primary) if dom.postmaster else None),
+            catchall=target_address(dom.catchall, name, primary) if dom.catchall else None,
+            smart_host=dom.smart_host,
+            sender_blacklist=frozenset(dom.sender_blacklist),
+        )
+        for dname, dom in po.domains.items()
+    )
+    return Entries(domain_entries, tuple(mailboxes), groups, lists)
+
+
+class _Checker:
     def __init__(
         self, name: str, po: Postoffice, file: str, pruned: Mapping[str, frozenset[str]]
     ) -> None:
         self.name, self.po, self.file, self.pruned = name, po, file, pruned
 
-    def build(self) -> Segment:
+    def build(self) -> Checks:
         name, po, file = self.name, self.po, self.file
-        # -- the Directory's share (directory.py's former _build, per postoffice) --
-        # File order, disabled domains last: a mailbox's primary address (where
-        # a `catchall: bob` or a welcome goes) must be one that takes mail.
-        domains = [d for d, v in po.domains.items() if not v.disabled]
-        domains += [d for d, v in po.domains.items() if v.disabled]
-        primary: dict[str, str] = {}
-        mailboxes: list[MailboxEntry] = []
-        routes: list[tuple[str, Kind, str]] = []
-        logins: list[tuple[str, str, bool]] = []
-        extras: dict[str, list[tuple[int, str]]] = {}  # mailbox -> parsed extra addresses
-        for mb_name, mb in po.mailboxes.items():
-            low = mb_name.lower()
-            addrs = [f"{low}@{d}" for d in domains] if po.auto_address else []
-            parsed_extras: list[tuple[int, str]] = []
-            for i, extra in enumerate(mb.addresses):
-                found = key_and_domain(extra)
-                if found is None:
-                    continue
-                parsed_extras.append((i, found[0]))
-                if found[0] not in addrs:
-                    addrs.append(found[0])
-            extras[mb_name] = parsed_extras
-            key = f"{name}/{mb_name}"
-            entry = MailboxEntry(
-                name, mb_name, mb, tuple(addrs), quota_bytes(mb.quota_mb, po.default_quota_mb)
-            )
-            mailboxes.append(entry)
-            if addrs:
-                primary[key] = addrs[0]
-            for a in addrs:
-                routes.append((a, Kind.MAILBOX, key))
-                logins.append((a, key, False))
-            logins.append((f"{mb_name}@{name}".lower(), key, False))
-            logins.append((low, key, True))
-        groups: list[GroupEntry] = []
-        lists: list[ListEntry] = []
-        for g_name, group in po.groups.items():
-            key = address_key(group.address)
-            groups.append(
-                GroupEntry(name, g_name, key, tuple(address_key(m) for m in group.members))
-            )
-            routes.append((key, Kind.GROUP, key))
-        for l_name, lst in po.lists.items():
-            key = f"{l_name.lower()}@{lst.domain}"
-            owner = target_address(lst.owner, name, primary)
-            lists.append(ListEntry(name, l_name, key, owner, lst))
-            routes.append((key, Kind.LIST, key))
-        domain_entries = tuple(
-            DomainEntry(
-                name=dname,
-                postoffice=name,
-                disabled=dom.disabled,
-                abuse=target_address(dom.abuse, name, primary) if dom.abuse else None,
-                postmaster=(
-                    target_address(dom.postmaster, name, primary) if dom.postmaster else None
-                ),
-                catchall=target_address(dom.catchall, name, primary) if dom.catchall else None,
-                smart_host=dom.smart_host,
-                sender_blacklist=frozenset(dom.sender_blacklist),
-            )
-            for dname, dom in po.domains.items()
-        )
-        steps, edges, edge_sources, targets = self._checks(extras)
-        target_domains = frozenset(t[3].rpartition("@")[2].lower() for t in targets if "@" in t[3])
-        return Segment(
-            name=name,
-            file=file,
-            model=po,
-            domains=domain_entries,
-            mailboxes=tuple(mailboxes),
-            groups=tuple(groups),
-            lists=tuple(lists),
-            routes=tuple(routes),
-            logins=tuple(logins),
-            steps=tuple(steps),
-            edges=edges,
-            edge_sources=edge_sources,
-            targets=tuple(targets),
-            target_domains=target_domains,
-            postmaster_targets=tuple(
-                (d, dom.postmaster) for d, dom in po.domains.items() if dom.postmaster
-            ),
-            autoresponders=frozenset(
-                n
-                for n, mb in po.mailboxes.items()
-                if mb.autoresponder is not None and mb.autoresponder.enabled
-            ),
-            lookalikes=tuple(self._lookalikes()),
-            reserved=tuple(self._reserved_names()),
-            pruned=self.pruned,
-        )
-
-    # -- validate.py's walk of one postoffice, recorded as steps --------------------
-
-    def _checks(
-        self, extras: dict[str, list[tuple[int, str]]]
-    ) -> tuple[list[Step], dict[str, tuple[str, ...]], dict[str, tuple[str, Path_]], list[Target]]:
-        name, po, file = self.name, self.po, self.file
+        written = list(po.domains)
+        own = set(written)
+        auto_on = po.auto_address
         steps: list[Step] = []
         edges: dict[str, list[str]] = {}
-        sources: dict[str, tuple[str, Path_]] = {}
         targets: list[Target] = []
         if not po.domains:
             steps.append(
                 error(file, ("domains",), "a postoffice needs at least one domain", "add domains:")
             )
-        steps += list(po.domains)
-        own = set(po.domains)
+        steps += written  # domain claims
         for mb_name, mb in po.mailboxes.items():
             what = f"mailbox {name}/{mb_name}"
             low = mb_name.lower()
-            auto = [f"{low}@{d}" for d in po.domains] if po.auto_address else []
-            at: Path_ = ("mailboxes", mb_name)
-            steps += [(a, at, what) for a in auto]
-            for i, key in extras[mb_name]:
+            # validate.py claims the automatic addresses in the file's domain order.
+            auto = tuple([f"{low}@{d}" for d in written]) if auto_on else ()
+            steps.append((auto, ("mailboxes", mb_name), what))
+            extras: list[str] = []
+            for i, extra in enumerate(mb.addresses):
+                found = key_and_domain(extra)
+                if found is None:
+                    continue
+                ekey, edomain = found
+                extras.append(ekey)
                 path: Path_ = ("mailboxes", mb_name, "addresses", i)
-                domain = key.rpartition("@")[2]
-                if domain not in own:
+                if edomain not in own:
                     steps.append(
                         error(
                             file,
                             path,
-                            f"{mb.addresses[i]} uses domain {domain}, which is not a domain of "
+                            f"{extra} uses domain {edomain}, which is not a domain of "
                             f"postoffice {name}",
-                            f"add {domain} under domains: or use one of: " + ", ".join(sorted(own)),
+                            f"add {edomain} under domains: or use one of: "
+                            + ", ".join(sorted(own)),
                         )
                     )
-                steps.append((key, path, what))
+                steps.append((ekey, path, what))
             if mb.redirect is not None:
-                mb_keys = auto + [k for _, k in extras[mb_name]]
+                mb_keys = [*auto, *extras]
                 for i, to in enumerate(mb.redirect.to):
                     found = key_and_domain(to)
                     if found is None:
@@ -339,14 +387,13 @@ class _Builder:
                     if not mb.redirect.keep_copy:
                         for k in mb_keys:
                             edges.setdefault(k, []).append(found[0])
-        group_keys: dict[str, str] = {}
+        sources: dict[str, tuple[str, Path_]] = {}
         for g_name, group in po.groups.items():
             found = key_and_domain(group.address)
             if found is None:
                 continue
-            gkey, gdomain = found
-            group_keys[g_name] = gkey
-            if gdomain not in own:
+            gkey = found[0]
+            if found[1] not in own:
                 steps.append(
                     error(
                         file,
@@ -362,13 +409,11 @@ class _Builder:
                     continue
                 edges.setdefault(gkey, []).append(member[0])
                 targets.append((file, ("groups", g_name, "members", i), name, member[0]))
-        # Where a loop is reported: a group's members, else a mailbox's redirect
-        # (mailboxes written after groups win, as validate.py always did).
-        for g_name, gkey in group_keys.items():
+            # Where a loop is reported: a group's members, else a mailbox's redirect.
             sources[gkey] = (file, ("groups", g_name, "members"))
         for mb_name, mb in po.mailboxes.items():
             if mb.redirect is not None:
-                for d in po.domains:
+                for d in written:
                     sources[f"{mb_name.lower()}@{d}"] = (file, ("mailboxes", mb_name, "redirect"))
         for l_name, lst in po.lists.items():
             if lst.domain not in own:
@@ -405,7 +450,25 @@ class _Builder:
                     code="no-postmaster",
                 )
             )
-        return steps, {k: tuple(v) for k, v in edges.items()}, sources, targets
+        return Checks(
+            steps=tuple(steps),
+            edges={k: tuple(v) for k, v in edges.items()},
+            edge_sources=sources,
+            targets=tuple(targets),
+            target_domains=frozenset(
+                t[3].rpartition("@")[2].lower() for t in targets if "@" in t[3]
+            ),
+            postmaster_targets=tuple(
+                (d, dom.postmaster) for d, dom in po.domains.items() if dom.postmaster
+            ),
+            autoresponders=frozenset(
+                n
+                for n, mb in po.mailboxes.items()
+                if mb.autoresponder is not None and mb.autoresponder.enabled
+            ),
+            lookalikes=tuple(self._lookalikes()),
+            reserved=tuple(self._reserved_names()),
+        )
 
     def _lookalikes(self) -> list[tuple[str, str, str, tuple[Diagnostic, ...]]]:
         out: list[tuple[str, str, str, tuple[Diagnostic, ...]]] = []

@@ -32,7 +32,7 @@ from mailplat.config.diagnostics import Diagnostic, PathPart, error, warning
 from mailplat.config.load import Gaps, SiteConfig
 from mailplat.config.models.base import split_host_port
 from mailplat.config.models.site import Site
-from mailplat.config.segment import Claim, Kind, Segment, Target
+from mailplat.config.segment import Kind, Segment, Target, key_and_domain
 from mailplat.core.address import try_parse
 from mailplat.core.netmatch import is_open_range
 
@@ -240,12 +240,13 @@ def _collect(
         file = seg.file
         for step in seg.steps:
             if type(step) is tuple:
-                address = step[0]
-                if address in owners:
-                    ofile, _, owhat = owners[address]
-                    diags.append(_owned_twice(file, step, ofile, owhat))
-                else:
-                    owners[address] = (file, step[1], step[2])
+                first, at, what = step
+                for address in first if isinstance(first, tuple) else (first,):
+                    if address in owners:
+                        ofile, _, owhat = owners[address]
+                        diags.append(_owned_twice(file, address, at, ofile, owhat))
+                    else:
+                        owners[address] = (file, at, what)
             elif type(step) is str:
                 dname = step
                 if dname in domain_owner:
@@ -269,11 +270,13 @@ def _collect(
     return owners, edges, targets
 
 
-def _owned_twice(file: str, step: Claim, ofile: str, owhat: str) -> Diagnostic:
+def _owned_twice(
+    file: str, address: str, at: tuple[PathPart, ...], ofile: str, owhat: str
+) -> Diagnostic:
     return error(
         file,
-        step[1],
-        f"address {step[0]} already belongs to {owhat} ({ofile})",
+        at,
+        f"address {address} already belongs to {owhat} ({ofile})",
         "an address can go to one target only; use a group to reach several",
     )
 
@@ -304,27 +307,30 @@ def _check_targets(
                     )
                 )
             continue
-        parsed = try_parse(target)
-        if parsed is None:
+        found = key_and_domain(target)
+        if found is None:
             out.append(error(file, path, f"{target!r} is not a valid address"))
             continue
-        owner_po = domain_po.get(parsed.domain)
-        if owner_po is not None and parsed.key not in owners:
+        key, domain = found
+        owner_po = domain_po.get(domain)
+        if owner_po is not None and key not in owners:
             if gaps.incomplete(owner_po):
                 continue  # the owner may be an entry that failed to parse
+            parsed = try_parse(target)
+            assert parsed is not None
             local = parsed.local.lower()
-            dom = config.postoffices[owner_po].domains[parsed.domain]
+            dom = config.postoffices[owner_po].domains[domain]
             aliased = (local == "abuse" and dom.abuse) or (local == "postmaster" and dom.postmaster)
             # A catchall only rescues a target that is not the catchall itself
             # (catchall: ghost@same.domain would route to itself forever).
-            self_catchall = path[-1] == "catchall" and path[-2] == parsed.domain
+            self_catchall = path[-1] == "catchall" and path[-2] == domain
             via_catchall = bool(dom.catchall) and not self_catchall
             if not aliased and not via_catchall and not dom.smart_host:
                 out.append(
                     error(
                         file,
                         path,
-                        f"{parsed.key} is on a local domain but no mailbox, group or list has it",
+                        f"{key} is on a local domain but no mailbox, group or list has it",
                         "create it or correct the address",
                     )
                 )
@@ -484,14 +490,15 @@ def check_change(base: Directory, new: Directory) -> list[Diagnostic]:
     # the derived Directory would have found it and built anew).
     for name in changed:
         seg = segs[name]
-        mine: dict[str, Claim] = {}
+        mine: dict[str, str] = {}
         for step in seg.steps:
             if type(step) is tuple:
-                first = mine.get(step[0])
-                if first is not None:
-                    out.append(_owned_twice(seg.file, step, seg.file, first[2]))
-                else:
-                    mine[step[0]] = step
+                first, at, what = step
+                for address in first if isinstance(first, tuple) else (first,):
+                    if address in mine:
+                        out.append(_owned_twice(seg.file, address, at, seg.file, mine[address]))
+                    else:
+                        mine[address] = what
             elif isinstance(step, Diagnostic):
                 out.append(step)
         out += seg.reserved

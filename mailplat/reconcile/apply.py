@@ -45,6 +45,7 @@ from mailplat.reconcile.effects import (
     KeptMail,
     Observed,
     effects,
+    existing_maildirs,
     mailbox_keys,
     maildir_path,
 )
@@ -77,10 +78,6 @@ class ApplyResult:
     kept: tuple[KeptMail, ...]
 
 
-def _is_maildir(path: Path) -> bool:
-    return all((path / sub).is_dir() for sub in ("new", "cur", "tmp"))
-
-
 def observe(
     config: SiteConfig, plan: Plan, data_root: Path, changed_only: bool = False
 ) -> Observed:
@@ -94,7 +91,7 @@ def observe(
     all_keys = set(mailbox_keys(config))
     touched = {c.name for c in plan.of("mailbox")}
     keys = (all_keys & touched if changed_only else all_keys) | set(plan_removed(plan))
-    found = {k for k in keys if _is_maildir(maildir_path(data_root, k))}
+    found = existing_maildirs(data_root, keys)
     if changed_only:
         found |= all_keys - touched
     existing = frozenset(found)

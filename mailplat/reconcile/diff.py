@@ -107,21 +107,6 @@ class Plan:
         ]
 
 
-def _objects(snap: Snapshot | None) -> dict[tuple[ObjectKind, str], Any]:
-    """Split a snapshot into the objects a plan talks about."""
-    out: dict[tuple[ObjectKind, str], Any] = {}
-    if not snap:
-        return out
-    for section, value in snap.get("site", {}).items():
-        out[("site-section", section)] = value
-    for po_name, po in snap.get("postoffices", {}).items():
-        out[("postoffice", po_name)] = {k: v for k, v in po.items() if k not in COLLECTIONS}
-        for coll, kind in COLLECTIONS.items():
-            for name, value in (po.get(coll) or {}).items():
-                out[(kind, f"{po_name}/{name}")] = value
-    return out
-
-
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts to dotted leaves; lists and scalars are leaves."""
     if isinstance(value, dict) and value:
@@ -154,21 +139,65 @@ def _sort_key(change: Change) -> tuple[int, str, int, str]:
 
 
 def diff_snapshots(old: Snapshot | None, new: Snapshot) -> tuple[Change, ...]:
-    """The object changes between two snapshots (no routing)."""
-    before, after = _objects(old), _objects(new)
+    """The object changes between two snapshots (no routing), in the plan's order.
+
+    Postoffices whose snapshot is equal (one deep comparison, in C) are
+    skipped whole; the others are split into their objects. The order is
+    site.yaml's sections, then each postoffice by name, its objects by kind
+    (postoffice, domain, mailbox, group, list) and name.
+    """
+    old = old or {}
     changes: list[Change] = []
-    for key, value in after.items():
+    site_before, site_after = old.get("site", {}), new.get("site", {})
+    sections: list[tuple[ObjectKind, str]] = [("site-section", s) for s in site_after]
+    sections += [("site-section", s) for s in site_before if s not in site_after]
+    site_changes = _changes(
+        {k: site_before[k[1]] for k in sections if k[1] in site_before},
+        {k: site_after[k[1]] for k in sections if k[1] in site_after},
+    )
+    changes += sorted(site_changes, key=_sort_key)
+    pos_before, pos_after = old.get("postoffices", {}), new.get("postoffices", {})
+    for name in sorted(set(pos_before) | set(pos_after)):
+        before, after = pos_before.get(name), pos_after.get(name)
+        if before is after or before == after:
+            continue
+        changes += _changes(_po_objects(name, before), _po_objects(name, after))
+    return tuple(changes)
+
+
+def _po_objects(po_name: str, po: dict[str, Any] | None) -> dict[tuple[ObjectKind, str], Any]:
+    """A postoffice's snapshot split into objects, in the plan's order."""
+    if po is None:
+        return {}
+    out: dict[tuple[ObjectKind, str], Any] = {
+        ("postoffice", po_name): {k: v for k, v in po.items() if k not in COLLECTIONS}
+    }
+    for coll, kind in COLLECTIONS.items():
+        for name in sorted(po.get(coll) or {}):
+            out[(kind, f"{po_name}/{name}")] = po[coll][name]
+    return out
+
+
+def _changes(
+    before: dict[tuple[ObjectKind, str], Any], after: dict[tuple[ObjectKind, str], Any]
+) -> list[Change]:
+    """+ ~ - for two object maps; both in the plan's order, the result too."""
+    out: list[Change] = []
+    keys = list(after) + [k for k in before if k not in after]
+    if before and after:
+        keys.sort(key=lambda k: (_KIND_RANK[k[0]], k[1]))
+    for key in keys:
         kind, name = key
         if key not in before:
-            changes.append(Change("+", kind, name, None, value))
-        elif before[key] != value:
-            fields = field_changes(before[key], value)
-            changes.append(Change("~", kind, name, before[key], value, fields))
-    for key, value in before.items():
-        if key not in after:
-            kind, name = key
-            changes.append(Change("-", kind, name, value, None))
-    return tuple(sorted(changes, key=_sort_key))
+            out.append(Change("+", kind, name, None, after[key]))
+        elif key not in after:
+            out.append(Change("-", kind, name, before[key], None))
+        elif before[key] != after[key]:
+            value = after[key]
+            out.append(
+                Change("~", kind, name, before[key], value, field_changes(before[key], value))
+            )
+    return out
 
 
 def config_from_snapshot(snap: Snapshot, digest: str = "") -> SiteConfig:

@@ -12,14 +12,15 @@ relay). No I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailplat.config.load import SiteConfig
 from mailplat.core.netmatch import is_open_range
 from mailplat.reconcile.diff import Plan
-from mailplat.store.paths import mailbox_dir
+from mailplat.store.paths import check_name, mailbox_dir
 
 LISTENERS = ("smtp", "submission", "smtps", "pop3", "pop3s")
 
@@ -36,8 +37,13 @@ class Observed:
 @dataclass(frozen=True, slots=True)
 class MaildirToCreate:
     mailbox: str  # "po/name"
-    path: Path
+    data_root: Path
     welcome: bool  # the postoffice has a welcome message for it
+
+    @property
+    def path(self) -> Path:
+        # Made when asked: a first plan lists 100,000 of these and shows 25.
+        return maildir_path(self.data_root, self.mailbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +79,45 @@ def mailbox_keys(config: SiteConfig) -> list[str]:
     return [f"{po_name}/{mb}" for po_name, po in config.postoffices.items() for mb in po.mailboxes]
 
 
+def existing_maildirs(data_root: Path, keys: Iterable[str]) -> set[str]:
+    """The keys (`po/name`) whose Maildir (new/, cur/ and tmp/) exists under data_root.
+
+    One listing per postoffice folder and three stats per mailbox found in
+    it; a postoffice with no folder yet costs one failed listing, so a first
+    plan of 100,000 mailboxes does not stat 300,000 paths.
+    """
+    by_po: dict[str, list[str]] = {}
+    for key in keys:
+        po, _, name = key.partition("/")
+        by_po.setdefault(po, []).append(name)
+    found: set[str] = set()
+    base = f"{data_root}/postoffices"
+    isdir = os.path.isdir
+    for po, names in by_po.items():
+        check_name(po, "postoffice name")
+        folder = f"{base}/{po}"
+        try:
+            present = {e.name for e in os.scandir(folder)}
+        except OSError:
+            continue
+        for name in names:
+            if name in present:
+                check_name(name, "mailbox name")
+                path = f"{folder}/{name}"
+                if isdir(f"{path}/new") and isdir(f"{path}/cur") and isdir(f"{path}/tmp"):
+                    found.add(f"{po}/{name}")
+    return found
+
+
 def effects(plan: Plan, config: SiteConfig, observed: Observed) -> Effects:
     """What applying `plan` does besides recording the new generation."""
     root = observed.data_root
+    existing = observed.existing
     maildirs = tuple(
-        MaildirToCreate(
-            key,
-            maildir_path(root, key),
-            welcome=config.postoffices[key.split("/", 1)[0]].welcome is not None,
-        )
-        for key in mailbox_keys(config)
-        if key not in observed.existing
+        MaildirToCreate(f"{po_name}/{mb}", root, welcome=po.welcome is not None)
+        for po_name, po in config.postoffices.items()
+        for mb in po.mailboxes
+        if f"{po_name}/{mb}" not in existing
     )
     kept = tuple(
         KeptMail(
