@@ -61,7 +61,9 @@ def load_checked(
     except MailplatError as exc:
         handle(exc, to_json=to_json, verbose=verbose)
     directory = Directory(config) if config.expect is not None else None
-    report = run_expectations(config, directory) if directory is not None else ExpectReport(0, 0, ())
+    report = (
+        run_expectations(config, directory) if directory is not None else ExpectReport(0, 0, ())
+    )
     if not report.ok:
         show_diagnostics([*config.warnings, *report.diagnostics], to_json=to_json, verbose=verbose)
         raise typer.Exit(EXIT_ERROR)

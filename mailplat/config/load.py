@@ -321,11 +321,12 @@ def _problem_diags(doc: YamlDoc, file: str) -> list[Diagnostic]:
 
 
 def _load_file(
-    path: Path, display: str, model: type[M]
+    path: Path | str, display: str, model: type[M]
 ) -> tuple[str, M | None, list[Diagnostic], Any]:
     """Read and validate one file; returns its digest, model, diagnostics and raw data."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read()
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return "", None, [error(display, (), f"cannot read file: {exc}")], None
@@ -365,7 +366,7 @@ def _site_without(data: Any, diags: list[Diagnostic]) -> tuple[Site | None, set[
         return None, set()
 
 
-def _load_postoffice(path: Path, display: str, stamp: tuple[int, int]) -> _Cached:
+def _load_postoffice(path: Path | str, display: str, stamp: tuple[int, int]) -> _Cached:
     d, po, diags, data = _load_file(path, display, Postoffice)
     pruned: dict[str, set[str]] = {}
     if po is None and diags:
@@ -535,7 +536,7 @@ def read_site(
             stamp = (0, -1)
         entry = cache.entries.get(path) if cache is not None else None
         if entry is None or entry.stamp != stamp or entry.display != display:
-            entry = _load_postoffice(Path(path), display, stamp)
+            entry = _load_postoffice(path, display, stamp)
             if cache is not None:
                 cache.entries[path] = entry
                 cache.parsed += 1

@@ -255,6 +255,10 @@ def key_and_domain(address: str) -> tuple[str, str] | None:
 # Device names Windows refuses as file names, with any extension (con.txt too).
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{n}" for d in ("com", "lpt") for n in range(1, 10)}
 
+# Any name that could be one of them (the exact test follows): a line
+# starting with con, prn, aux, nul, com or lpt, in any case.
+_MAYBE_RESERVED = re.compile(r"^(?:con|prn|aux|nul|com|lpt)", re.IGNORECASE | re.MULTILINE)
+
 _RENAME_HINT = {
     "mailbox": "rename it (e.g. {name}-box) and list {name}@ under addresses: to keep the address",
     "group": "rename the group; its address: stays as it is",
@@ -496,6 +500,9 @@ class _Checker:
     def _reserved_names(self) -> list[Diagnostic]:
         out: list[Diagnostic] = []
         po = self.po
+        # One scan of all names first: nearly every postoffice has none.
+        if not _MAYBE_RESERVED.search("\n".join((*po.mailboxes, *po.groups, *po.lists))):
+            return out
         named = [
             *(("mailbox", "mailboxes", n) for n in po.mailboxes),
             *(("group", "groups", n) for n in po.groups),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mailplat.config.models.base import simple_email
-from mailplat.core.address import parse_address
+from mailplat.config.models.base import simple_domain, simple_email
+from mailplat.core.address import normalise_domain, parse_address
 from mailplat.core.errors import AddressError
 
 chars = st.sampled_from(list("aZ09.-_+@'`!#$%&*/=?^{|}~ \"\\()<>[]:,é\x00xX"))
@@ -35,3 +35,19 @@ def test_the_common_forms_take_the_fast_path() -> None:
     assert simple_email("m0@po00001.test") == "m0@po00001.test"
     assert simple_email("Alias1@PO1.Test") == "Alias1@po1.test"
     assert simple_email("not an address") is None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(st.sampled_from(list("aZ09.-_xn-é[]:")), min_size=1, max_size=70))
+@example("Po00001.TEST")
+@example("a" * 64 + ".test")
+@example("xn--pypal-4ve.test")
+def test_fast_domain_equals_normalise_domain(text: str) -> None:
+    fast = simple_domain(text)
+    if fast is None:
+        return
+    try:
+        slow = normalise_domain(text)
+    except AddressError as exc:
+        raise AssertionError(f"{text!r} passed the fast path but is refused") from exc
+    assert fast == slow

@@ -69,7 +69,24 @@ def _ip_pattern(value: str) -> str:
     return value
 
 
+# An ASCII domain of LDH labels, no trailing dot: normalise_domain would only
+# lower-case it (the property test of simple_email covers this pattern too).
+_SIMPLE_DOMAIN = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+
+
+def simple_domain(value: str) -> str | None:
+    """The normal form of a plain ASCII domain without the IDNA codec, or None."""
+    if len(value) > 253 or not _SIMPLE_DOMAIN.fullmatch(value):
+        return None
+    return value.lower()
+
+
 def _domain(value: str) -> str:
+    fast = simple_domain(value)
+    if fast is not None:
+        return fast
     try:
         return normalise_domain(value)
     except AddressError as exc:
