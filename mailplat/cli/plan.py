@@ -61,6 +61,7 @@ def make_plan(site: Path, data: str | None, to_json: bool, verbose: bool = False
             config,
             old_digest=applied.digest if applied else None,
             new_directory=directory,
+            applied=applied,
         )
         fx = effects(plan, config, observe(config, plan, root))
     except MailplatError as exc:

@@ -37,6 +37,7 @@ from mailplat.config.explain import Explained, combine, explain
 from mailplat.config.models.expect import Expectations
 from mailplat.config.models.postoffice import Postoffice
 from mailplat.config.models.site import Site
+from mailplat.config.pool import map_in_two
 from mailplat.config.segment import Segment, compile_postoffice
 from mailplat.config.yamlread import PathT, YamlDoc, read_yaml_text
 from mailplat.core.address import normalise_domain
@@ -85,6 +86,9 @@ class _Cached:
     pruned: dict[str, set[str]] = field(default_factory=dict)
     display: str = ""
     segment: Segment | None = None
+    # A `name:` that is not the file's name: an error of its own, which must
+    # not make other rules miss this postoffice.
+    name_diags: list[Diagnostic] = field(default_factory=list)
 
     def compiled(self, name: str) -> Segment | None:
         """The postoffice compiled alone, once per parse of the file."""
@@ -160,6 +164,7 @@ class LoadCache:
 
     entries: dict[str, _Cached] = field(default_factory=dict)
     parsed: int = 0  # postoffice files parsed by the last load (for tests and status)
+    assembled: _Postoffices | None = None  # the tables of the last load, to patch
     # site.yaml and expect.yaml: (stamp, what _load_file gave), reused when clean.
     singles: dict[str, tuple[tuple[int, int], Any]] = field(default_factory=dict)
 
@@ -320,18 +325,28 @@ def _problem_diags(doc: YamlDoc, file: str) -> list[Diagnostic]:
     ]
 
 
-def _load_file(
-    path: Path | str, display: str, model: type[M]
-) -> tuple[str, M | None, list[Diagnostic], Any]:
-    """Read and validate one file; returns its digest, model, diagnostics and raw data."""
+# A file read and parsed: its digest and YAML document, or why it cannot be read.
+Parsed = tuple[str, YamlDoc | None, str]
+
+
+def _parse_file(path: Path | str) -> Parsed:
+    """Read and parse one file (no positions); plain data, cheap to pickle."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return "", None, [error(display, (), f"cannot read file: {exc}")], None
-    digest = hashlib.sha256(raw).hexdigest()
-    doc = read_yaml_text(text)
+        return "", None, str(exc)
+    return hashlib.sha256(raw).hexdigest(), read_yaml_text(text), ""
+
+
+def _load_file(
+    path: Path | str, display: str, model: type[M], parsed: Parsed | None = None
+) -> tuple[str, M | None, list[Diagnostic], Any]:
+    """Read and validate one file; returns its digest, model, diagnostics and raw data."""
+    digest, doc, why = parsed or _parse_file(path)
+    if doc is None:
+        return "", None, [error(display, (), f"cannot read file: {why}")], None
     diags = _problem_diags(doc, display)
     if (
         doc.data is None
@@ -366,8 +381,36 @@ def _site_without(data: Any, diags: list[Diagnostic]) -> tuple[Site | None, set[
         return None, set()
 
 
-def _load_postoffice(path: Path | str, display: str, stamp: tuple[int, int]) -> _Cached:
-    d, po, diags, data = _load_file(path, display, Postoffice)
+Job = tuple[str, str, str, tuple[int, int]]  # name, path, display, stamp
+
+
+def _parse_job(job: Job) -> Parsed:
+    return _parse_file(job[1])
+
+
+def _finish_job(job: Job, parsed: Parsed) -> _Cached:
+    """Validate and compile (the checks' share) one parsed postoffice file."""
+    name, path, display, stamp = job
+    entry = _load_postoffice(path, display, stamp, parsed)
+    if entry.model is not None and entry.model.name and entry.model.name != name:
+        entry.name_diags.append(
+            error(
+                display,
+                ("name",),
+                f"postoffice name {entry.model.name!r} does not match the file name",
+                f"rename the file to {entry.model.name}.yaml or drop `name:`",
+            )
+        )
+    seg = entry.compiled(name)
+    if seg is not None:
+        seg.checks  # noqa: B018 - computed while the pool's child parses other files
+    return entry
+
+
+def _load_postoffice(
+    path: Path | str, display: str, stamp: tuple[int, int], parsed: Parsed | None = None
+) -> _Cached:
+    d, po, diags, data = _load_file(path, display, Postoffice, parsed)
     pruned: dict[str, set[str]] = {}
     if po is None and diags:
         po, pruned = _pruned_model(data, diags)
@@ -475,6 +518,123 @@ def _cached_file(
     return result
 
 
+@dataclass
+class _Postoffices:
+    """The postoffice files as last read: what a reload patches instead of rebuilding."""
+
+    names: tuple[str, ...]  # file names, sorted
+    prefix: str  # display prefix of the postoffices folder
+    order: list[str]  # postoffice names, in file order
+    paths: list[str]
+    entries: list[_Cached]
+    files: dict[str, str]  # display -> path
+    postoffices: dict[str, Postoffice]
+    po_files: dict[str, str]
+    segments: dict[str, Segment]
+    po_digests: dict[str, str]  # in file order: the site digest hashes them in turn
+    with_diags: list[int]  # indexes of entries with diagnostics
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, -1)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _read_postoffices(
+    po_dir: str,
+    prefix: str,
+    names: tuple[str, ...],
+    cache: LoadCache | None,
+    last: _Postoffices | None,
+) -> _Postoffices:
+    """Read the postoffice files that changed since `last` (all without it).
+
+    With `last` (same files as before), only a stat per file and the changed
+    files' entries are new: the tables are copies of the last ones, patched.
+    Many files are read on two cores (pool.map_in_two).
+    """
+    if last is not None:
+        jobs: list[tuple[int, Job]] = []
+        for i, (path, entry) in enumerate(zip(last.paths, last.entries, strict=True)):
+            stamp = _stamp(path)
+            if stamp != entry.stamp:
+                jobs.append((i, (last.order[i], path, entry.display, stamp)))
+        loaded = map_in_two(_parse_job, _finish_job, [job for _, job in jobs])
+        if cache is not None:
+            cache.parsed = len(loaded)
+        if not jobs:
+            return last
+        pos = _Postoffices(
+            names,
+            prefix,
+            last.order,
+            last.paths,
+            list(last.entries),
+            last.files,
+            last.postoffices.copy(),
+            last.po_files.copy(),
+            last.segments.copy(),
+            last.po_digests.copy(),
+            [],
+        )
+        for (i, job), entry in zip(jobs, loaded, strict=True):
+            name = job[0]
+            pos.entries[i] = entry
+            pos.po_digests[name] = entry.digest
+            seg = entry.compiled(name)
+            if entry.model is None or seg is None:
+                pos.postoffices.pop(name, None)
+                pos.po_files.pop(name, None)
+                pos.segments.pop(name, None)
+            else:
+                pos.postoffices[name] = entry.model
+                pos.po_files[name] = entry.display
+                pos.segments[name] = seg
+        pos.with_diags = [i for i, e in enumerate(pos.entries) if e.diags or e.name_diags]
+        return pos
+    order: list[str] = []
+    paths: list[str] = []
+    files: dict[str, str] = {}
+    all_jobs: list[Job] = []
+    for file_name in names:
+        path = f"{po_dir}/{file_name}"
+        display = file_name if prefix == "." else f"{prefix}/{file_name}"
+        name = file_name[: -len(".yaml")]
+        order.append(name)
+        paths.append(path)
+        files[display] = path
+        all_jobs.append((name, path, display, _stamp(path)))
+    known = cache.entries if cache is not None else {}
+    todo = [
+        job
+        for job in all_jobs
+        if (hit := known.get(job[1])) is None or hit.stamp != job[3] or hit.display != job[2]
+    ]
+    fresh = dict(
+        zip((job[1] for job in todo), map_in_two(_parse_job, _finish_job, todo), strict=True)
+    )
+    if cache is not None:
+        for gone in set(cache.entries) - set(paths):
+            del cache.entries[gone]
+        cache.entries.update(fresh)
+        cache.parsed = len(fresh)
+    entries = [fresh.get(path) or known[path] for path in paths]
+    pos = _Postoffices(names, prefix, order, paths, entries, files, {}, {}, {}, {}, [])
+    for i, (name, entry) in enumerate(zip(order, entries, strict=True)):
+        pos.po_digests[name] = entry.digest
+        if entry.diags or entry.name_diags:
+            pos.with_diags.append(i)
+        seg = entry.compiled(name)
+        if entry.model is not None and seg is not None:
+            pos.postoffices[name] = entry.model
+            pos.po_files[name] = entry.display
+            pos.segments[name] = seg
+    return pos
+
+
 def read_site(
     site_dir: Path, cache: LoadCache | None = None, *, relative_to: Path | None = None
 ) -> SiteRead:
@@ -509,61 +669,29 @@ def read_site(
         )
     site_model = site if not gaps.site and not gaps.site_dropped else None
 
-    postoffices: dict[str, Postoffice] = {}
-    po_files: dict[str, str] = {}
-    segments: dict[str, Segment] = {}
-    po_digests: dict[str, str] = {}
     po_dir = str(site_dir / "postoffices")
     prefix = _display(Path(po_dir), base)
     try:
-        names = sorted(e.name for e in os.scandir(po_dir) if e.name.endswith(".yaml"))
+        names = tuple(sorted(e.name for e in os.scandir(po_dir) if e.name.endswith(".yaml")))
     except (FileNotFoundError, NotADirectoryError):
-        names = []
+        names = ()
+    last = cache.assembled if cache is not None else None
+    if last is None or last.names != names or last.prefix != prefix:
+        last = None
+    pos = _read_postoffices(po_dir, prefix, names, cache, last)
     if cache is not None:
-        cache.parsed = 0
-        live = {f"{po_dir}/{n}" for n in names}
-        for gone in set(cache.entries) - live:
-            del cache.entries[gone]
-    for file_name in names:
-        path = f"{po_dir}/{file_name}"
-        display = file_name if prefix == "." else f"{prefix}/{file_name}"
-        files[display] = path
-        name = file_name[: -len(".yaml")]
-        try:
-            st = os.stat(path)
-            stamp = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = (0, -1)
-        entry = cache.entries.get(path) if cache is not None else None
-        if entry is None or entry.stamp != stamp or entry.display != display:
-            entry = _load_postoffice(path, display, stamp)
-            if cache is not None:
-                cache.entries[path] = entry
-                cache.parsed += 1
-        digest.update(entry.digest.encode())
-        po_digests[name] = entry.digest
-        diags += entry.diags
+        cache.assembled = pos
+    files.update(pos.files)
+    for i in pos.with_diags:
+        diags += pos.entries[i].diags + pos.entries[i].name_diags
+    for i, entry in enumerate(pos.entries):
         if entry.model is None:
-            gaps.postoffices.add(name)
-            continue
-        # The file name is the postoffice's name; a mismatching `name:` is an
-        # error of its own and must not make other rules miss this postoffice.
-        if entry.pruned:
-            gaps.pruned[name] = entry.pruned
-        if entry.model.name and entry.model.name != name:
-            diags.append(
-                error(
-                    display,
-                    ("name",),
-                    f"postoffice name {entry.model.name!r} does not match the file name",
-                    f"rename the file to {entry.model.name}.yaml or drop `name:`",
-                )
-            )
-        postoffices[name] = entry.model
-        po_files[name] = display
-        seg = entry.compiled(name)
-        if seg is not None:
-            segments[name] = seg
+            gaps.postoffices.add(pos.order[i])
+        elif entry.pruned:
+            gaps.pruned[pos.order[i]] = entry.pruned
+    digest.update("".join(pos.po_digests.values()).encode())
+    postoffices, po_files, segments = pos.postoffices, pos.po_files, pos.segments
+    po_digests = pos.po_digests
 
     expect: Expectations | None = None
     expect_path = site_dir / "expect.yaml"

@@ -24,7 +24,14 @@ from mailplat.config.load import SiteConfig
 from mailplat.config.models.postoffice import Postoffice
 from mailplat.config.models.site import Site
 from mailplat.core.address import Address, try_parse
-from mailplat.reconcile.state import Snapshot, snapshot
+from mailplat.reconcile.state import (
+    SNAPSHOT_FORMAT,
+    Generation,
+    Snapshot,
+    dump_postoffice,
+    site_snapshot,
+    snapshot,
+)
 
 Action = Literal["+", "~", "-"]
 ObjectKind = Literal["site-section", "postoffice", "domain", "mailbox", "group", "list"]
@@ -138,13 +145,41 @@ def _sort_key(change: Change) -> tuple[int, str, int, str]:
     return (1, po, _KIND_RANK[change.kind], change.name)
 
 
-def diff_snapshots(old: Snapshot | None, new: Snapshot) -> tuple[Change, ...]:
+def _changed_snapshot(
+    old: Snapshot, new: SiteConfig, applied: Generation
+) -> tuple[Snapshot, set[str]]:
+    """The new snapshot made from the old one, and the postoffices that may differ.
+
+    A postoffice whose file has the digest recorded in `applied` has the
+    same snapshot (a snapshot is a function of the file's text).
+    """
+    old_pos: dict[str, Any] = old.get("postoffices", {})
+    digests = applied.po_digests
+    changed = {name for name, d in new.po_digests.items() if digests.get(name) != d}
+    changed |= {name for name in new.postoffices if name not in old_pos}
+    removed = set(old_pos) - set(new.postoffices)
+    pos = old_pos.copy()
+    for name in removed:
+        del pos[name]
+    for name in changed:
+        po = new.postoffices.get(name)
+        if po is not None:
+            pos[name] = dump_postoffice(po)
+    same_site = bool(applied.site_digest) and applied.site_digest == new.site_digest
+    site = old.get("site") if same_site else site_snapshot(new)
+    return {**old, "format": SNAPSHOT_FORMAT, "site": site, "postoffices": pos}, changed | removed
+
+
+def diff_snapshots(
+    old: Snapshot | None, new: Snapshot, only: set[str] | None = None
+) -> tuple[Change, ...]:
     """The object changes between two snapshots (no routing), in the plan's order.
 
     Postoffices whose snapshot is equal (one deep comparison, in C) are
     skipped whole; the others are split into their objects. The order is
     site.yaml's sections, then each postoffice by name, its objects by kind
-    (postoffice, domain, mailbox, group, list) and name.
+    (postoffice, domain, mailbox, group, list) and name. `only` limits the
+    postoffices compared to those named (the others are known equal).
     """
     old = old or {}
     changes: list[Change] = []
@@ -157,7 +192,8 @@ def diff_snapshots(old: Snapshot | None, new: Snapshot) -> tuple[Change, ...]:
     )
     changes += sorted(site_changes, key=_sort_key)
     pos_before, pos_after = old.get("postoffices", {}), new.get("postoffices", {})
-    for name in sorted(set(pos_before) | set(pos_after)):
+    names = set(pos_before) | set(pos_after) if only is None else only
+    for name in sorted(names):
         before, after = pos_before.get(name), pos_after.get(name)
         if before is after or before == after:
             continue
@@ -261,14 +297,27 @@ def diff(
     old_digest: str | None = None,
     new_directory: Directory | None = None,
     routing_changes: bool = True,
+    applied: Generation | None = None,
 ) -> Plan:
     """The plan from the applied snapshot to the new config.
 
     routing_changes=False skips the routing diff (it expands every address
     twice): a running server's reload does not show it, the plan command does.
+    With `applied` (the generation the snapshot is from) knowing each file's
+    digest, only the postoffices whose file changed are dumped and compared;
+    the others keep the applied snapshot's entries.
     """
-    new_snap = snapshot(new)
-    changes = diff_snapshots(old_snapshot, new_snap)
+    if (
+        applied is not None
+        and applied.po_digests
+        and old_snapshot is not None
+        and new.po_digests.keys() >= new.postoffices.keys()
+    ):
+        new_snap, only = _changed_snapshot(old_snapshot, new, applied)
+        changes = diff_snapshots(old_snapshot, new_snap, only)
+    else:
+        new_snap = snapshot(new)
+        changes = diff_snapshots(old_snapshot, new_snap)
     notes: list[str] = []
     routing: tuple[RouteChange, ...] = ()
     if old_snapshot is None:

@@ -32,6 +32,8 @@ class Observed:
     data_root: Path
     existing: frozenset[str] = frozenset()
     messages: Mapping[str, int] = field(default_factory=dict)
+    # Only these postoffices were looked at (a running server's reload); None: all.
+    only: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +77,11 @@ def maildir_path(data_root: Path, mailbox_key: str) -> Path:
     return mailbox_dir(data_root, po, name)
 
 
-def mailbox_keys(config: SiteConfig) -> list[str]:
-    return [f"{po_name}/{mb}" for po_name, po in config.postoffices.items() for mb in po.mailboxes]
+def mailbox_keys(config: SiteConfig, only: Iterable[str] | None = None) -> list[str]:
+    """`po/name` of every mailbox (of the postoffices in `only`, when given)."""
+    pos = config.postoffices
+    names = pos if only is None else [n for n in only if n in pos]
+    return [f"{po_name}/{mb}" for po_name in names for mb in pos[po_name].mailboxes]
 
 
 def existing_maildirs(data_root: Path, keys: Iterable[str]) -> set[str]:
@@ -113,10 +118,12 @@ def effects(plan: Plan, config: SiteConfig, observed: Observed) -> Effects:
     """What applying `plan` does besides recording the new generation."""
     root = observed.data_root
     existing = observed.existing
+    pos = config.postoffices
+    names = pos if observed.only is None else [n for n in pos if n in observed.only]
     maildirs = tuple(
-        MaildirToCreate(f"{po_name}/{mb}", root, welcome=po.welcome is not None)
-        for po_name, po in config.postoffices.items()
-        for mb in po.mailboxes
+        MaildirToCreate(f"{po_name}/{mb}", root, welcome=pos[po_name].welcome is not None)
+        for po_name in names
+        for mb in pos[po_name].mailboxes
         if f"{po_name}/{mb}" not in existing
     )
     kept = tuple(

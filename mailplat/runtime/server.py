@@ -475,6 +475,7 @@ class Server:
                     self.load_cache,
                     by,
                     self._applied,
+                    self._directory,
                 )
                 tls_errors = await asyncio.to_thread(check_tls, done.config.site, done.config.root)
                 if tls_errors:
