@@ -38,6 +38,9 @@ class Reconciled:
     plan: Plan
     result: ApplyResult
     parsed_files: int
+    # True when the Directory was derived from the served one and only what
+    # the change can break was checked (config.change); False: built and checked whole.
+    incremental: bool = False
 
 
 def reconcile(
@@ -78,7 +81,7 @@ def reconcile(
         applied=applied,
     )
     result = apply(config, plan, data_root, by=by, changed_only=True, applied=applied)
-    return Reconciled(config, directory, plan, result, cache.parsed)
+    return Reconciled(config, directory, plan, result, cache.parsed, directory.derived)
 
 
 def _is_warning(diag: object) -> bool:

@@ -513,11 +513,13 @@ class Server:
                 self._applied = done.result.generation  # with its snapshot, for the next diff
             elapsed = (time.monotonic() - started) * 1000
             log.info(
-                "reload applied by=%s generation=%d changes=%d files_parsed=%d ms=%.1f",
+                "reload applied by=%s generation=%d changes=%d files_parsed=%d incremental=%s "
+                "ms=%.1f",
                 by,
                 self.generation.number,
                 len(done.plan.changes),
                 done.parsed_files,
+                done.incremental,
                 elapsed,
             )
             for line in changed:
@@ -532,6 +534,7 @@ class Server:
                 "listeners": changed,
                 "listener_errors": listener_errors,
                 "files_parsed": done.parsed_files,
+                "incremental": done.incremental,
                 "ms": round(elapsed, 1),
             }
 
