@@ -20,8 +20,8 @@ from typing import Any
 
 from mailplat.config.load import LoadCache, load_site
 from mailplat.control import channel
-from mailplat.runtime.server import Server
 from mailplat.reconcile.state import GENERATIONS_DIR, read_generation, state_dir
+from mailplat.runtime.server import Server
 from tests.support import base_site, dump
 
 POSTOFFICES = 1500

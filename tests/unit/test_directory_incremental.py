@@ -188,4 +188,3 @@ def test_the_property_test_exercised_the_derived_path() -> None:
     assert derived.addresses["a@p0.test"] is base.addresses["a@p0.test"]
     if DERIVED["yes"]:
         assert DERIVED["checked"] > 0
-
