@@ -207,18 +207,24 @@ def read_generation(data_root: Path) -> Generation | None:
         ) from exc
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: tmp, fsync, rename, fsync the directory."""
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace `path` with `data`: tmp, fsync, rename, fsync the directory.
+
+    durable=False skips both fsyncs (still all or nothing for readers): for
+    a file that is only a hint, checked against a durable one when read.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         write_all(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def _delta(old: Generation, new: Generation) -> dict[str, Any]:
@@ -288,11 +294,17 @@ def write_generation(
             }
         )
         chain = [generation.number]
+    # Its own file is durable before the pointer names it (two fsyncs each);
+    # the head is a hint, checked against the pointer's time when read.
     atomic_write(folder / GENERATIONS_DIR / f"{generation.number:06d}.json", body)
     head = {k: v for k, v in generation.to_json().items() if k != "snapshot"}
     target = folder / GENERATION_FILE
     atomic_write(target, _dumps({**head, "store": STORE_FORMAT, "chain": chain}))
-    atomic_write(folder / HEAD_FILE, (json.dumps(head, sort_keys=True) + "\n").encode("utf-8"))
+    atomic_write(
+        folder / HEAD_FILE,
+        (json.dumps(head, sort_keys=True) + "\n").encode("utf-8"),
+        durable=False,
+    )
     return target
 
 
