@@ -10,9 +10,14 @@ mailboxes/groups/lists without those entries, and site.yaml with its failing
 keys at their defaults; Gaps tells the rules what is missing so none guesses.
 File names are relative to the current directory (or `relative_to`).
 
-Fast path: yamlread's C-parser builder and pydantic; positions are computed
-only for files that have something to report. A LoadCache keeps parsed
-postoffice files by (mtime, size) so a reload re-parses only what changed.
+Fast path: fastyaml's line reader (libyaml for anything else) and pydantic,
+with positions computed only for files that have something to report; a
+big site's files are read on two cores (pool.py); each postoffice is
+compiled alone into a Segment (segment.py) that the checks and the Directory
+merge. The cyclic garbage collector is paused while a site is built. A
+LoadCache keeps parsed postoffice files by (mtime, size) and the tables of
+the last load, so a reload stats every file but re-reads, re-validates and
+patches in only what changed (config.change checks only what that can break).
 """
 
 from __future__ import annotations

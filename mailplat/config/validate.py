@@ -1,8 +1,12 @@
 """Cross-object rules of a site, checked after every file has the right shape.
 
-Input: a SiteConfig whose files each validated. Output: every Diagnostic
-found (errors and warnings), each with a file and a path into it; the loader
-turns paths into line:col. Rules:
+Input: a SiteConfig whose files each validated, its postoffices compiled
+one by one (config.segment: each file's claims, targets and edges, computed
+once per file). Output: every Diagnostic found (errors and warnings), each
+with a file and a path into it; the loader turns paths into line:col.
+`validate_site` checks a whole site; `check_change` checks a change to a
+site that was valid, running only the rules the change can break (see its
+docstring). Rules:
 - every postoffice has a domain; a domain belongs to exactly one postoffice;
 - an address belongs to exactly one target site-wide (mailbox addresses,
   group addresses and list addresses share one namespace);

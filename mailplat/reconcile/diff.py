@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
@@ -56,9 +56,12 @@ class FieldChange:
     after: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One object added, changed or removed."""
+class Change(NamedTuple):
+    """One object added, changed or removed.
+
+    A NamedTuple, not a dataclass: a first plan of a big site holds 130,000
+    of them, and a tuple is made three times faster.
+    """
 
     action: Action
     kind: ObjectKind
@@ -197,8 +200,24 @@ def diff_snapshots(
         before, after = pos_before.get(name), pos_after.get(name)
         if before is after or before == after:
             continue
-        changes += _changes(_po_objects(name, before), _po_objects(name, after))
+        if before is None and after is not None:
+            changes += _added(name, after)  # every object new: no comparison to make
+        else:
+            changes += _changes(_po_objects(name, before), _po_objects(name, after))
     return tuple(changes)
+
+
+def _added(po_name: str, po: dict[str, Any]) -> list[Change]:
+    """A new postoffice's objects, all `+`, in the plan's order."""
+    out = [
+        Change(
+            "+", "postoffice", po_name, None, {k: v for k, v in po.items() if k not in COLLECTIONS}
+        )
+    ]
+    for coll, kind in COLLECTIONS.items():
+        members = po.get(coll) or {}
+        out += [Change("+", kind, f"{po_name}/{n}", None, members[n]) for n in sorted(members)]
+    return out
 
 
 def _po_objects(po_name: str, po: dict[str, Any] | None) -> dict[tuple[ObjectKind, str], Any]:

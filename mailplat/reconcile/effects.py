@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from mailplat.config.load import SiteConfig
 from mailplat.core.netmatch import is_open_range
@@ -36,8 +37,9 @@ class Observed:
     only: frozenset[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MaildirToCreate:
+class MaildirToCreate(NamedTuple):
+    """A Maildir apply creates (a tuple: a first apply lists 100,000)."""
+
     mailbox: str  # "po/name"
     data_root: Path
     welcome: bool  # the postoffice has a welcome message for it
@@ -87,16 +89,21 @@ def mailbox_keys(config: SiteConfig, only: Iterable[str] | None = None) -> list[
 def existing_maildirs(data_root: Path, keys: Iterable[str]) -> set[str]:
     """The keys (`po/name`) whose Maildir (new/, cur/ and tmp/) exists under data_root.
 
-    One listing per postoffice folder and three stats per mailbox found in
-    it; a postoffice with no folder yet costs one failed listing, so a first
-    plan of 100,000 mailboxes does not stat 300,000 paths.
+    One listing of the postoffices folder, one per postoffice folder there
+    and three stats per mailbox found in it: a first plan of 100,000
+    mailboxes does not stat 300,000 paths that are not there.
     """
+    base = f"{data_root}/postoffices"
+    try:
+        present_pos = {e.name for e in os.scandir(base)}
+    except OSError:
+        return set()
     by_po: dict[str, list[str]] = {}
     for key in keys:
         po, _, name = key.partition("/")
-        by_po.setdefault(po, []).append(name)
+        if po in present_pos:
+            by_po.setdefault(po, []).append(name)
     found: set[str] = set()
-    base = f"{data_root}/postoffices"
     isdir = os.path.isdir
     for po, names in by_po.items():
         check_name(po, "postoffice name")
@@ -121,10 +128,11 @@ def effects(plan: Plan, config: SiteConfig, observed: Observed) -> Effects:
     pos = config.postoffices
     names = pos if observed.only is None else [n for n in pos if n in observed.only]
     maildirs = tuple(
-        MaildirToCreate(f"{po_name}/{mb}", root, welcome=pos[po_name].welcome is not None)
+        MaildirToCreate(key, root, welcome)
         for po_name in names
+        for welcome in (pos[po_name].welcome is not None,)
         for mb in pos[po_name].mailboxes
-        if f"{po_name}/{mb}" not in existing
+        if (key := f"{po_name}/{mb}") not in existing
     )
     kept = tuple(
         KeptMail(
