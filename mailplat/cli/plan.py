@@ -50,8 +50,15 @@ class Planned:
     effects: Effects
 
 
-def make_plan(site: Path, data: str | None, to_json: bool, verbose: bool = False) -> Planned:
-    """Load (refusing invalid config), read the applied generation, diff, observe."""
+def make_plan(
+    site: Path, data: str | None, to_json: bool, verbose: bool = False, values: bool = True
+) -> Planned:
+    """Load (refusing invalid config), read the applied generation, diff, observe.
+
+    values=False (the text plan, which shows what is added by name only)
+    leaves the objects of a first plan without their values; apply and
+    --json need them.
+    """
     config, directory, _ = load_checked(site, to_json, verbose)
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
     try:
@@ -62,6 +69,7 @@ def make_plan(site: Path, data: str | None, to_json: bool, verbose: bool = False
             old_digest=applied.digest if applied else None,
             new_directory=directory,
             applied=applied,
+            values=values,
         )
         fx = effects(plan, config, observe(config, plan, root))
     except MailplatError as exc:
@@ -81,7 +89,7 @@ def plan(
     Exit 0 when there is nothing to do, 2 when changes are pending, 1 on errors
     (invalid YAML or a failing expect.yaml case; every error is listed).
     """
-    p = make_plan(site_of(site, site_opt), data, as_json, verbose)
+    p = make_plan(site_of(site, site_opt), data, as_json, verbose, values=as_json)
     if as_json:
         emit_json(plan_to_json(p.plan, p.effects, p.applied))
     else:

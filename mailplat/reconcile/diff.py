@@ -207,6 +207,22 @@ def diff_snapshots(
     return tuple(changes)
 
 
+def _all_added(config: SiteConfig) -> tuple[Change, ...]:
+    """Every object of a config as added, by name only, in the plan's order."""
+    out = [
+        Change("+", "site-section", info.alias or name, None, None)
+        for name, info in Site.model_fields.items()
+    ]
+    for po_name in sorted(config.postoffices):
+        po = config.postoffices[po_name]
+        out.append(Change("+", "postoffice", po_name, None, None))
+        for coll, kind in COLLECTIONS.items():
+            out += [
+                Change("+", kind, f"{po_name}/{n}", None, None) for n in sorted(getattr(po, coll))
+            ]
+    return tuple(out)
+
+
 def _added(po_name: str, po: dict[str, Any]) -> list[Change]:
     """A new postoffice's objects, all `+`, in the plan's order."""
     out = [
@@ -317,6 +333,7 @@ def diff(
     new_directory: Directory | None = None,
     routing_changes: bool = True,
     applied: Generation | None = None,
+    values: bool = True,
 ) -> Plan:
     """The plan from the applied snapshot to the new config.
 
@@ -324,9 +341,15 @@ def diff(
     twice): a running server's reload does not show it, the plan command does.
     With `applied` (the generation the snapshot is from) knowing each file's
     digest, only the postoffices whose file changed are dumped and compared;
-    the others keep the applied snapshot's entries.
+    the others keep the applied snapshot's entries. values=False, with
+    nothing applied yet, names every object as added without dumping any
+    (before and after are None, there is no new_snapshot): what a text plan
+    of a first apply shows.
     """
-    if (
+    new_snap: Snapshot | None
+    if old_snapshot is None and not values:
+        new_snap, changes = None, _all_added(new)
+    elif (
         applied is not None
         and applied.po_digests
         and old_snapshot is not None
