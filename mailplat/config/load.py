@@ -570,6 +570,9 @@ def _read_postoffices(
         loaded = map_in_two(_parse_job, _finish_job, [job for _, job in jobs])
         if cache is not None:
             cache.parsed = len(loaded)
+            cache.entries.update(
+                (job[1], entry) for (_, job), entry in zip(jobs, loaded, strict=True)
+            )
         if not jobs:
             return last
         pos = _Postoffices(
