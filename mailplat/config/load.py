@@ -563,8 +563,13 @@ def _read_postoffices(
     """
     if last is not None:
         jobs: list[tuple[int, Job]] = []
+        stat = os.stat
         for i, (path, entry) in enumerate(zip(last.paths, last.entries, strict=True)):
-            stamp = _stamp(path)
+            try:
+                st = stat(path)
+                stamp = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                stamp = (0, -1)
             if stamp != entry.stamp:
                 jobs.append((i, (last.order[i], path, entry.display, stamp)))
         loaded = map_in_two(_parse_job, _finish_job, [job for _, job in jobs])

@@ -228,16 +228,27 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
 
 
 def _delta(old: Generation, new: Generation) -> dict[str, Any]:
-    """What changed from old to new: top-level snapshot keys, postoffices, digests."""
+    """What changed from old to new: top-level snapshot keys, postoffices, digests.
+
+    When both know their files' digests, only the postoffices whose digest
+    differs are compared (a snapshot is a function of its file's text).
+    """
     before, after = old.snapshot, new.snapshot
     changed_keys = {k: v for k, v in after.items() if k != "postoffices" and before.get(k) != v}
     old_pos: dict[str, Any] = before.get("postoffices", {})
     new_pos: dict[str, Any] = after.get("postoffices", {})
-    pos = {
-        name: value
-        for name, value in new_pos.items()
-        if (prev := old_pos.get(name)) is not value and prev != value
-    }
+    names: list[str]
+    if old.po_digests and new.po_digests.keys() == new_pos.keys():
+        known = old.po_digests
+        names = [n for n, d in new.po_digests.items() if known.get(n) != d]
+    else:
+        names = list(new_pos)
+    pos = {}
+    for name in names:
+        value = new_pos[name]
+        prev = old_pos.get(name)
+        if prev is not value and prev != value:
+            pos[name] = value
     digests = {name: d for name, d in new.po_digests.items() if old.po_digests.get(name) != d}
     return {
         "number": new.number,
