@@ -593,19 +593,27 @@ def _read_postoffices(
             last.po_digests.copy(),
             [],
         )
+        reorder = False
         for (i, job), entry in zip(jobs, loaded, strict=True):
             name = job[0]
             pos.entries[i] = entry
             pos.po_digests[name] = entry.digest
             seg = entry.compiled(name)
-            if entry.model is None or seg is None:
-                pos.postoffices.pop(name, None)
-                pos.po_files.pop(name, None)
-                pos.segments.pop(name, None)
+            if entry.model is None or seg is None or name not in pos.postoffices:
+                reorder = True  # a postoffice joins or leaves the tables
             else:
                 pos.postoffices[name] = entry.model
                 pos.po_files[name] = entry.display
                 pos.segments[name] = seg
+        if reorder:
+            # The tables keep file order (the checks report in it): build them again.
+            pos.postoffices, pos.po_files, pos.segments = {}, {}, {}
+            for name, entry in zip(pos.order, pos.entries, strict=True):
+                seg = entry.compiled(name)
+                if entry.model is not None and seg is not None:
+                    pos.postoffices[name] = entry.model
+                    pos.po_files[name] = entry.display
+                    pos.segments[name] = seg
         pos.with_diags = [i for i, e in enumerate(pos.entries) if e.diags or e.name_diags]
         return pos
     order: list[str] = []

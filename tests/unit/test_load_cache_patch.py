@@ -42,7 +42,7 @@ def outcome(site: Path, cache: LoadCache | None) -> tuple[str, Any]:
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     edits=st.lists(
         st.tuples(st.sampled_from(NAMES), st.integers(-1, len(TEXTS) - 1)), min_size=1, max_size=8
