@@ -221,11 +221,14 @@ class _Reader:
         self.lines = lines
 
     def document(self) -> Any:
-        # Each frame: [indent, container]; a pending key waits for a nested block.
-        stack: list[tuple[int, Any]] = []
+        # The open blocks: `stack` holds the outer frames (indent, container,
+        # is a list); the innermost is kept in locals, the hot path of a loop
+        # over every line. A pending key waits for a nested block below it.
+        stack: list[tuple[int, Any, bool]] = []
+        top_indent, top_list = -1, False
+        top: Any = None
         pending: tuple[dict[Any, Any], Any, int] | None = None
         root: Any = None
-        started = False
         common_key = _COMMON_KEY.match
         words = _WORDS
         for line in self.lines:
@@ -240,27 +243,30 @@ class _Reader:
                 if indent > at or (indent == at and is_item):
                     child: Any = [] if is_item else {}
                     parent[key] = child
-                    stack.append((indent, child))
+                    stack.append((top_indent, top, top_list))
+                    top_indent, top, top_list = indent, child, is_item
                 else:
                     parent[key] = None
-            if not started:
-                started = True
+            elif root is None:
                 root = [] if is_item else {}
-                stack.append((indent, root))
+                top_indent, top, top_list = indent, root, is_item
             # Close the blocks this line is left of.
-            while stack and indent < stack[-1][0]:
-                stack.pop()
-            if not stack or indent != stack[-1][0]:
-                raise _Bail  # a continuation line, or indentation YAML reads otherwise
-            container = stack[-1][1]
-            if isinstance(container, list) and not is_item:
-                # The end of a sequence written at its key's indent.
-                stack.pop()
-                if not stack or stack[-1][0] != indent or not isinstance(stack[-1][1], dict):
+            while indent < top_indent:
+                if not stack:
                     raise _Bail
-                container = stack[-1][1]
+                top_indent, top, top_list = stack.pop()
+            if indent != top_indent:
+                raise _Bail  # a continuation line, or indentation YAML reads otherwise
+            if top_list and not is_item:
+                # The end of a sequence written at its key's indent.
+                if not stack:
+                    raise _Bail
+                top_indent, top, top_list = stack.pop()
+                if top_indent != indent or top_list:
+                    raise _Bail
+            container = top
             if is_item:
-                if not isinstance(container, list):
+                if not top_list:
                     raise _Bail
                 rest = body[1:].lstrip(" ")
                 if not rest or rest[0] in ("#", "-"):
@@ -273,10 +279,9 @@ class _Reader:
                 mapping: dict[Any, Any] = {}
                 container.append(mapping)
                 indent = indent + (len(body) - len(rest))
-                stack.append((indent, mapping))
+                stack.append((top_indent, top, top_list))
+                top_indent, top, top_list = indent, mapping, False
                 container, body = mapping, rest
-            elif not isinstance(container, dict):
-                raise _Bail
             m = common_key(body)
             if m is None:
                 pending = self._entry(container, body, indent)
