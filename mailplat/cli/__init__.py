@@ -9,6 +9,7 @@ become a message and an exit code here (0 ok / no changes, 1 error,
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -38,8 +39,20 @@ COMMAND_MODULES = (
 )
 
 
-def _register() -> None:
-    for name in COMMAND_MODULES:
+# The commands a big site's edit loop runs load only the modules they need:
+# importing every command (the runtime behind `serve`, the queue tools) costs
+# a fifth of a second per run. `check` registers two commands, so the app
+# stays a group and parses the command name as usual.
+FAST_PATH = {
+    "validate": ("check",),
+    "check": ("check",),
+    "plan": ("check", "plan"),
+    "apply": ("check", "apply"),
+}
+
+
+def _register(names: tuple[str, ...] = COMMAND_MODULES) -> None:
+    for name in names:
         module = importlib.import_module(f"mailplat.cli.{name}")
         module.register(app)
 
@@ -48,5 +61,6 @@ def main() -> None:
     """Entry point of the `mailplat` console script."""
     from mailplat.cli.help import build
 
-    _register()
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    _register(FAST_PATH.get(command, COMMAND_MODULES))
     build(app)(prog_name="mailplat")

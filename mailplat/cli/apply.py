@@ -158,7 +158,7 @@ def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
 def _run(p: Planned, show_progress: object) -> ApplyResult:
     """Apply offline; on a terminal with a bar (reconcile reports through a callback)."""
     if not show_progress:
-        return run_apply(p.config, p.plan, p.root)
+        return run_apply(p.config, p.plan, p.root, applied=p.applied)
     columns = (
         TextColumn("provisioning"),
         BarColumn(),
@@ -172,7 +172,7 @@ def _run(p: Planned, show_progress: object) -> ApplyResult:
         def step(done: int, total: int, mailbox: str) -> None:
             bar.update(task, completed=done, total=total, description=mailbox)
 
-        return run_apply(p.config, p.plan, p.root, progress=step)
+        return run_apply(p.config, p.plan, p.root, progress=step, applied=p.applied)
 
 
 def _report(result: ApplyResult, root: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from mailplat.cli.check import load_valid
+from mailplat.cli.check import load_checked
 from mailplat.cli.console import (
     EXIT_CHANGES,
     EXIT_OK,
@@ -43,16 +43,23 @@ from mailplat.reconcile.state import Generation, read_generation
 @dataclass(frozen=True)
 class Planned:
     config: SiteConfig
-    directory: Directory
+    directory: Directory | None  # built only when expect.yaml or the routing diff needed it
     root: Path
     applied: Generation | None
     plan: Plan
     effects: Effects
 
 
-def make_plan(site: Path, data: str | None, to_json: bool, verbose: bool = False) -> Planned:
-    """Load (refusing invalid config), read the applied generation, diff, observe."""
-    config, directory, _ = load_valid(site, to_json, verbose)
+def make_plan(
+    site: Path, data: str | None, to_json: bool, verbose: bool = False, values: bool = True
+) -> Planned:
+    """Load (refusing invalid config), read the applied generation, diff, observe.
+
+    values=False (the text plan, which shows what is added by name only)
+    leaves the objects of a first plan without their values; apply and
+    --json need them.
+    """
+    config, directory, _ = load_checked(site, to_json, verbose)
     root = data_root(config, data, os.environ.get("MAILPLAT_DATA"))
     try:
         applied = read_generation(root)
@@ -61,6 +68,8 @@ def make_plan(site: Path, data: str | None, to_json: bool, verbose: bool = False
             config,
             old_digest=applied.digest if applied else None,
             new_directory=directory,
+            applied=applied,
+            values=values,
         )
         fx = effects(plan, config, observe(config, plan, root))
     except MailplatError as exc:
@@ -80,7 +89,7 @@ def plan(
     Exit 0 when there is nothing to do, 2 when changes are pending, 1 on errors
     (invalid YAML or a failing expect.yaml case; every error is listed).
     """
-    p = make_plan(site_of(site, site_opt), data, as_json, verbose)
+    p = make_plan(site_of(site, site_opt), data, as_json, verbose, values=as_json)
     if as_json:
         emit_json(plan_to_json(p.plan, p.effects, p.applied))
     else:

@@ -40,6 +40,8 @@ _PROTOTYPE = {
     "\u0131": "i", "\u0251": "a", "\u2113": "l", "0": "o", "1": "l",
 }  # fmt: skip
 
+_ASCII_PROTOTYPE = str.maketrans({k: v for k, v in _PROTOTYPE.items() if k.isascii()})
+
 # Sequences drawn like one letter (UTS #39 maps m to rn).
 _SEQUENCES = (("rn", "m"), ("vv", "w"))
 
@@ -53,6 +55,8 @@ _ALLOWED_MIXES = (
 
 def unicode_name(domain: str) -> str:
     """The domain with its A-labels decoded (`xn--pypal-4ve.test` -> p + Cyrillic a + ypal.test)."""
+    if "xn--" not in domain:
+        return domain
     labels = []
     for label in domain.split("."):
         if label.startswith("xn--"):
@@ -72,6 +76,8 @@ def _script(ch: str) -> str | None:
 
 def mixed_scripts(label: str) -> list[str] | None:
     """The scripts a label mixes when the mix is not normal writing, else None."""
+    if label.isascii():
+        return None  # ASCII letters are all Latin
     scripts = {s for s in map(_script, label) if s}
     if len(scripts) < 2 or any(scripts <= allowed for allowed in _ALLOWED_MIXES):
         return None
@@ -80,8 +86,12 @@ def mixed_scripts(label: str) -> list[str] | None:
 
 def skeleton(domain: str) -> str:
     """A form in which look-alike names are equal (paypal in Cyrillic and in Latin)."""
-    text = unicodedata.normalize("NFKC", unicode_name(domain)).lower()
-    text = "".join(_PROTOTYPE.get(ch, ch) for ch in text)
+    if domain.isascii() and "xn--" not in domain:
+        # NFKC leaves ASCII as it is, and of ASCII only 0 and 1 have prototypes.
+        text = domain.lower().translate(_ASCII_PROTOTYPE)
+    else:
+        text = unicodedata.normalize("NFKC", unicode_name(domain)).lower()
+        text = "".join(_PROTOTYPE.get(ch, ch) for ch in text)
     for seq, letter in _SEQUENCES:
         text = text.replace(seq, letter)
     return text

@@ -1,83 +1,57 @@
 """The compiled Directory: an immutable index answering "where does this address go?"
 and "which mailbox is this login?".
 
-Input: a validated SiteConfig. Output: a Directory whose tables are plain
-dicts never mutated after construction. A reload builds a new Directory and
-swaps one reference; a session keeps the snapshot it started with.
-`resolve` takes one step (address -> target); config.expand follows groups
-and redirects to final destinations.
+Input: a validated SiteConfig (its postoffices compiled one by one into
+config.segment Segments). Output: a Directory whose tables are plain dicts
+never mutated after construction. A reload builds a new Directory and swaps
+one reference; a session keeps the snapshot it started with. `resolve` takes
+one step (address -> target); config.expand follows groups and redirects to
+final destinations.
+
+Incremental: `Directory(config, base=previous)` starts from copies of the
+previous tables and replaces only the entries of the postoffices whose
+Segment changed (the site-wide address-ownership index, logins, domains,
+groups, lists, the redirect/group edges and who refers to which domain). It
+falls back to a build from scratch whenever the answer could differ: a key
+claimed twice (only a broken config does that), another default postoffice,
+or a change touching a large part of the site. A property test holds both
+ways equal after any sequence of postoffice edits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from mailplat.config.load import SiteConfig
-from mailplat.config.models.postoffice import Mailbox, MailingList, Quota
+from mailplat.config.load import SiteConfig, collection_paused
 from mailplat.config.models.site import Site
+from mailplat.config.segment import (
+    DomainEntry,
+    GroupEntry,
+    Kind,
+    ListEntry,
+    MailboxEntry,
+    Segment,
+    compile_postoffice,
+    quota_bytes,
+    target_address,
+)
 from mailplat.core.address import Address, try_parse
 
+__all__ = [
+    "Directory",
+    "DomainEntry",
+    "GroupEntry",
+    "Kind",
+    "ListEntry",
+    "MailboxEntry",
+    "Step",
+    "quota_bytes",
+    "segments_of",
+    "target_address",
+]
 
-class Kind(StrEnum):
-    """What an address resolves to in one step."""
-
-    MAILBOX = "mailbox"
-    GROUP = "group"
-    LIST = "list"
-    REMOTE = "remote"  # not one of our domains
-    SMARTHOST = "smarthost"  # our domain, forwarded to its smart host (backup MX)
-    ALIAS = "alias"  # abuse/postmaster/catchall pointing at another address
-    UNKNOWN = "unknown"  # our domain, no such address
-    DISABLED = "disabled"  # our domain or mailbox, refusing mail
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxEntry:
-    """A mailbox as routing and login see it."""
-
-    postoffice: str
-    name: str
-    model: Mailbox
-    addresses: tuple[str, ...]
-    quota_bytes: int | None
-
-    @property
-    def key(self) -> str:
-        return f"{self.postoffice}/{self.name}"
-
-    @property
-    def primary(self) -> str:
-        return self.addresses[0] if self.addresses else f"{self.name}@invalid"
-
-
-@dataclass(frozen=True, slots=True)
-class GroupEntry:
-    postoffice: str
-    name: str
-    address: str
-    members: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ListEntry:
-    postoffice: str
-    name: str
-    address: str
-    owner: str  # an address
-    model: MailingList
-
-
-@dataclass(frozen=True, slots=True)
-class DomainEntry:
-    name: str
-    postoffice: str
-    disabled: bool
-    abuse: str | None  # target address
-    postmaster: str | None
-    catchall: str | None
-    smart_host: str | None
-    sender_blacklist: frozenset[str]
+# Past this share of changed postoffices, a build from scratch is as cheap.
+REBUILD_SHARE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,93 +64,184 @@ class Step:
     catchall: bool = False
 
 
-def quota_bytes(quota: Quota | None, default: Quota) -> int | None:
-    """Quota in bytes, None for unlimited."""
-    value = default if quota is None else quota
-    return None if value == "unlimited" else int(value) * 1024 * 1024
-
-
-def target_address(target: str, postoffice: str, mailbox_primary: dict[str, str]) -> str:
-    """A domain target (`mailbox name` or `address`) as an address."""
-    if "@" in target:
-        parsed = try_parse(target)
-        return parsed.key if parsed else target.lower()
-    return mailbox_primary.get(f"{postoffice}/{target}", f"{target}@invalid")
+def segments_of(config: SiteConfig) -> dict[str, Segment]:
+    """The config's compiled postoffices, compiling those the loader did not give."""
+    given = config.segments
+    out: dict[str, Segment] = {}
+    for name, po in config.postoffices.items():
+        seg = given.get(name)
+        if seg is None or seg.model is not po:
+            seg = compile_postoffice(name, po, config.files.get(name, f"postoffices/{name}.yaml"))
+        out[name] = seg
+    return out
 
 
 class Directory:
     """Immutable routing and login index built from a SiteConfig."""
 
-    def __init__(self, config: SiteConfig) -> None:
+    def __init__(self, config: SiteConfig, base: Directory | None = None) -> None:
+        with collection_paused():
+            self._init(config, base)
+
+    def _init(self, config: SiteConfig, base: Directory | None) -> None:
         self.config = config
         self.site: Site = config.site
         self.digest = config.digest
+        self.segments: dict[str, Segment] = segments_of(config)
         self.domains: dict[str, DomainEntry] = {}
         self.mailboxes: dict[str, MailboxEntry] = {}
         self.groups: dict[str, GroupEntry] = {}
         self.lists: dict[str, ListEntry] = {}
         self.addresses: dict[str, tuple[Kind, str]] = {}
         self.logins: dict[str, str] = {}
-        self._build()
+        # For the checks of a change: address -> addresses it forwards to, and
+        # domain -> postoffices whose targets name an address on it.
+        self.edges: dict[str, tuple[str, ...]] = {}
+        self.referrers: dict[str, frozenset[str]] = {}
+        # Every key had one claimant; only then can a later Directory derive from this one.
+        self.clean = False
+        self.derived = base is not None and self._derive(base)
+        if not self.derived:
+            self._build()
 
     def _build(self) -> None:
-        primary: dict[str, str] = {}
-        for po_name, po in self.config.postoffices.items():
-            # File order, disabled domains last: a mailbox's primary address (where
-            # a `catchall: bob` or a welcome goes) must be one that takes mail.
-            domains = [d for d, v in po.domains.items() if not v.disabled]
-            domains += [d for d, v in po.domains.items() if v.disabled]
-            for mb_name, mb in po.mailboxes.items():
-                addrs: list[str] = []
-                if po.auto_address:
-                    addrs += [f"{mb_name.lower()}@{d}" for d in domains]
-                for extra in mb.addresses:
-                    parsed = try_parse(extra)
-                    if parsed and parsed.key not in addrs:
-                        addrs.append(parsed.key)
-                entry = MailboxEntry(
-                    po_name,
-                    mb_name,
-                    mb,
-                    tuple(addrs),
-                    quota_bytes(mb.quota_mb, po.default_quota_mb),
-                )
-                self.mailboxes[entry.key] = entry
-                if addrs:
-                    primary[entry.key] = addrs[0]
-                for a in addrs:
-                    self.addresses.setdefault(a, (Kind.MAILBOX, entry.key))
-                    self.logins.setdefault(a, entry.key)
-                self.logins.setdefault(f"{mb_name}@{po_name}".lower(), entry.key)
-                if po_name == self.site.server.default_postoffice:
-                    self.logins.setdefault(mb_name.lower(), entry.key)
-        for po_name, po in self.config.postoffices.items():
-            for name, group in po.groups.items():
-                key = _key(group.address)
-                self.groups[key] = GroupEntry(
-                    po_name, name, key, tuple(_key(m) for m in group.members)
-                )
-                self.addresses.setdefault(key, (Kind.GROUP, key))
-            for name, lst in po.lists.items():
-                key = f"{name.lower()}@{lst.domain}"
-                owner = target_address(lst.owner, po_name, primary)
-                self.lists[key] = ListEntry(po_name, name, key, owner, lst)
-                self.addresses.setdefault(key, (Kind.LIST, key))
-            for dname, dom in po.domains.items():
-                self.domains[dname] = DomainEntry(
-                    name=dname,
-                    postoffice=po_name,
-                    disabled=dom.disabled,
-                    abuse=target_address(dom.abuse, po_name, primary) if dom.abuse else None,
-                    postmaster=(
-                        target_address(dom.postmaster, po_name, primary) if dom.postmaster else None
-                    ),
-                    catchall=(
-                        target_address(dom.catchall, po_name, primary) if dom.catchall else None
-                    ),
-                    smart_host=dom.smart_host,
-                    sender_blacklist=frozenset(dom.sender_blacklist),
-                )
+        default = self.site.server.default_postoffice
+        addresses, logins, mailboxes = self.addresses, self.logins, self.mailboxes
+        claims = logins_made = 0
+        for seg in self.segments.values():
+            po_name = seg.name
+            bare = po_name == default
+            for entry in seg.mailboxes:
+                key = f"{po_name}/{entry.name}"
+                mailboxes[key] = entry
+                route = (Kind.MAILBOX, key)
+                for a in entry.addresses:
+                    addresses.setdefault(a, route)
+                    logins.setdefault(a, key)
+                logins.setdefault(f"{entry.name}@{po_name}".lower(), key)
+                claims += len(entry.addresses)
+                logins_made += len(entry.addresses) + 1
+                if bare:
+                    logins.setdefault(entry.name.lower(), key)
+                    logins_made += 1
+        n_groups = n_lists = n_domains = 0
+        for seg in self.segments.values():
+            for group in seg.groups:
+                self.groups[group.address] = group
+                addresses.setdefault(group.address, (Kind.GROUP, group.address))
+            for lst in seg.lists:
+                self.lists[lst.address] = lst
+                addresses.setdefault(lst.address, (Kind.LIST, lst.address))
+            for dom in seg.domains:
+                self.domains[dom.name] = dom
+            n_groups += len(seg.groups)
+            n_lists += len(seg.lists)
+            n_domains += len(seg.domains)
+            self.edges.update(seg.edges)
+        claims += n_groups + n_lists
+        referrers: dict[str, set[str]] = {}
+        for seg in self.segments.values():
+            for domain in seg.target_domains:
+                referrers.setdefault(domain, set()).add(seg.name)
+        self.referrers = {d: frozenset(names) for d, names in referrers.items()}
+        self.clean = (
+            len(addresses) == claims
+            and len(logins) == logins_made
+            and len(self.groups) == n_groups
+            and len(self.lists) == n_lists
+            and len(self.domains) == n_domains
+            and len(self.edges) == sum(len(s.edges) for s in self.segments.values())
+        )
+
+    def _derive(self, base: Directory) -> bool:
+        """Start from base's tables and swap the changed postoffices; False to build anew."""
+        if not base.clean or base.site.server.default_postoffice != (
+            self.site.server.default_postoffice
+        ):
+            return False
+        old, new = base.segments, self.segments
+        changed = [name for name, seg in new.items() if old.get(name) is not seg]
+        removed = [name for name in old if name not in new]
+        if len(changed) + len(removed) > max(8, REBUILD_SHARE * len(new)):
+            return False
+        default = self.site.server.default_postoffice
+        # dict.copy() of a dict nobody deleted from is one memcpy: ~2 ms for 140,000 entries.
+        addresses, logins = base.addresses.copy(), base.logins.copy()
+        mailboxes, groups, lists = base.mailboxes.copy(), base.groups.copy(), base.lists.copy()
+        domains, edges = base.domains.copy(), base.edges.copy()
+        referrers = base.referrers.copy()
+        touched_domains: set[str] = set()
+        for name in (*changed, *removed):
+            seg = old.get(name)
+            if seg is None:
+                continue
+            for entry in seg.mailboxes:
+                mailboxes.pop(entry.key, None)
+                for a in entry.addresses:
+                    addresses.pop(a, None)
+                    logins.pop(a, None)
+                logins.pop(f"{entry.name}@{name}".lower(), None)
+                if name == default:
+                    logins.pop(entry.name.lower(), None)
+            for group in seg.groups:
+                groups.pop(group.address, None)
+                addresses.pop(group.address, None)
+            for lst in seg.lists:
+                lists.pop(lst.address, None)
+                addresses.pop(lst.address, None)
+            for dom in seg.domains:
+                domains.pop(dom.name, None)
+            for source in seg.edges:
+                edges.pop(source, None)
+            touched_domains |= seg.target_domains
+        for name in changed:
+            seg = new[name]
+            for entry in seg.mailboxes:
+                key = entry.key
+                mailboxes[key] = entry
+                route = (Kind.MAILBOX, key)
+                own = [*entry.addresses, f"{entry.name}@{name}".lower()]
+                if name == default:
+                    own.append(entry.name.lower())
+                for a in entry.addresses:
+                    if a in addresses:
+                        return False
+                    addresses[a] = route
+                for login in own:
+                    if login in logins:
+                        return False
+                    logins[login] = key
+            for group in seg.groups:
+                if group.address in groups or group.address in addresses:
+                    return False
+                groups[group.address] = group
+                addresses[group.address] = (Kind.GROUP, group.address)
+            for lst in seg.lists:
+                if lst.address in lists or lst.address in addresses:
+                    return False
+                lists[lst.address] = lst
+                addresses[lst.address] = (Kind.LIST, lst.address)
+            for dom in seg.domains:
+                if dom.name in domains:
+                    return False
+                domains[dom.name] = dom
+            for source, targets in seg.edges.items():
+                if source in edges:
+                    return False
+                edges[source] = targets
+            touched_domains |= seg.target_domains
+        for domain in touched_domains:
+            names = {n for n in referrers.get(domain, ()) if n in new and n not in changed}
+            names |= {n for n in changed if domain in new[n].target_domains}
+            if names:
+                referrers[domain] = frozenset(names)
+            else:
+                referrers.pop(domain, None)
+        self.addresses, self.logins, self.mailboxes = addresses, logins, mailboxes
+        self.groups, self.lists, self.domains = groups, lists, domains
+        self.edges, self.referrers = edges, referrers
+        self.clean = True
+        return True
 
     # -- queries -------------------------------------------------------------
 
@@ -259,8 +324,3 @@ class Directory:
     def owns_address(self, mailbox: MailboxEntry, address: Address) -> bool:
         """True when `address` routes to this mailbox (for the sender-must-match rule)."""
         return address.key in mailbox.addresses
-
-
-def _key(address: str) -> str:
-    parsed = try_parse(address)
-    return parsed.key if parsed else address.lower()

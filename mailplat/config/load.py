@@ -10,17 +10,27 @@ mailboxes/groups/lists without those entries, and site.yaml with its failing
 keys at their defaults; Gaps tells the rules what is missing so none guesses.
 File names are relative to the current directory (or `relative_to`).
 
-Fast path: yamlread's C-parser builder and pydantic; positions are computed
-only for files that have something to report. A LoadCache keeps parsed
-postoffice files by (mtime, size) so a reload re-parses only what changed.
+Fast path: fastyaml's line reader (libyaml for anything else) and pydantic,
+with positions computed only for files that have something to report; a
+big site's files are read on two cores (pool.py); each postoffice is
+compiled alone into a Segment (segment.py) that the checks and the Directory
+merge. The cyclic garbage collector is paused while a site is built. A
+LoadCache keeps parsed postoffice files by (mtime, size) and the tables of
+the last load, so a reload stats every file but re-reads, re-validates and
+patches in only what changed (config.change checks only what that can break).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import hashlib
+import os
+import threading
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +42,8 @@ from mailplat.config.explain import Explained, combine, explain
 from mailplat.config.models.expect import Expectations
 from mailplat.config.models.postoffice import Postoffice
 from mailplat.config.models.site import Site
+from mailplat.config.pool import map_in_two
+from mailplat.config.segment import Segment, compile_postoffice
 from mailplat.config.yamlread import PathT, YamlDoc, read_yaml_text
 from mailplat.core.address import normalise_domain
 from mailplat.core.errors import AddressError, ConfigError
@@ -59,6 +71,11 @@ class SiteConfig:
     digest: str  # hash of every file's content: the config's identity
     warnings: tuple[Diagnostic, ...] = ()
     expect_file: str = "expect.yaml"  # display path of expect.yaml
+    # Each postoffice compiled alone (config.segment), reused while its file is unchanged.
+    segments: Mapping[str, Segment] = field(default_factory=dict)
+    # Digests of the files: site.yaml, each postoffice (by name) and expect.yaml.
+    site_digest: str = ""
+    po_digests: Mapping[str, str] = field(default_factory=dict)
 
     def file_of(self, postoffice: str) -> str:
         return self.files[postoffice]
@@ -72,6 +89,47 @@ class _Cached:
     diags: list[Diagnostic]
     # A model kept without the entries that failed: {"mailboxes": {names}, ...}.
     pruned: dict[str, set[str]] = field(default_factory=dict)
+    display: str = ""
+    segment: Segment | None = None
+    # A `name:` that is not the file's name: an error of its own, which must
+    # not make other rules miss this postoffice.
+    name_diags: list[Diagnostic] = field(default_factory=list)
+
+    def compiled(self, name: str) -> Segment | None:
+        """The postoffice compiled alone, once per parse of the file."""
+        if self.segment is None and self.model is not None:
+            pruned = {k: frozenset(v) for k, v in self.pruned.items()}
+            self.segment = compile_postoffice(name, self.model, self.display, pruned)
+        return self.segment
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_was_on = False
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a site is built.
+
+    A big site allocates millions of small acyclic objects (dicts, models,
+    entries); every few thousand allocations the collector would walk all
+    of them again, which doubles the time of a cold load. Nested and
+    concurrent uses are counted; the collector comes back when the last ends.
+    """
+    global _gc_depth, _gc_was_on
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_on = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_on:
+                gc.enable()
 
 
 @dataclass
@@ -110,7 +168,10 @@ class LoadCache:
     """Parsed postoffice files by path, reused while (mtime, size) is unchanged."""
 
     entries: dict[str, _Cached] = field(default_factory=dict)
-    parsed: int = 0  # files parsed by the last load (for tests and status)
+    parsed: int = 0  # postoffice files parsed by the last load (for tests and status)
+    assembled: _Postoffices | None = None  # the tables of the last load, to patch
+    # site.yaml and expect.yaml: (stamp, what _load_file gave), reused when clean.
+    singles: dict[str, tuple[tuple[int, int], Any]] = field(default_factory=dict)
 
 
 def _display(path: Path, base: Path) -> str:
@@ -269,17 +330,28 @@ def _problem_diags(doc: YamlDoc, file: str) -> list[Diagnostic]:
     ]
 
 
-def _load_file(
-    path: Path, display: str, model: type[M]
-) -> tuple[str, M | None, list[Diagnostic], Any]:
-    """Read and validate one file; returns its digest, model, diagnostics and raw data."""
+# A file read and parsed: its digest and YAML document, or why it cannot be read.
+Parsed = tuple[str, YamlDoc | None, str]
+
+
+def _parse_file(path: Path | str) -> Parsed:
+    """Read and parse one file (no positions); plain data, cheap to pickle."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read()
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return "", None, [error(display, (), f"cannot read file: {exc}")], None
-    digest = hashlib.sha256(raw).hexdigest()
-    doc = read_yaml_text(text)
+        return "", None, str(exc)
+    return hashlib.sha256(raw).hexdigest(), read_yaml_text(text), ""
+
+
+def _load_file(
+    path: Path | str, display: str, model: type[M], parsed: Parsed | None = None
+) -> tuple[str, M | None, list[Diagnostic], Any]:
+    """Read and validate one file; returns its digest, model, diagnostics and raw data."""
+    digest, doc, why = parsed or _parse_file(path)
+    if doc is None:
+        return "", None, [error(display, (), f"cannot read file: {why}")], None
     diags = _problem_diags(doc, display)
     if (
         doc.data is None
@@ -314,12 +386,40 @@ def _site_without(data: Any, diags: list[Diagnostic]) -> tuple[Site | None, set[
         return None, set()
 
 
-def _load_postoffice(path: Path, display: str, stamp: tuple[int, int]) -> _Cached:
-    d, po, diags, data = _load_file(path, display, Postoffice)
+Job = tuple[str, str, str, tuple[int, int]]  # name, path, display, stamp
+
+
+def _parse_job(job: Job) -> Parsed:
+    return _parse_file(job[1])
+
+
+def _finish_job(job: Job, parsed: Parsed) -> _Cached:
+    """Validate and compile (the checks' share) one parsed postoffice file."""
+    name, path, display, stamp = job
+    entry = _load_postoffice(path, display, stamp, parsed)
+    if entry.model is not None and entry.model.name and entry.model.name != name:
+        entry.name_diags.append(
+            error(
+                display,
+                ("name",),
+                f"postoffice name {entry.model.name!r} does not match the file name",
+                f"rename the file to {entry.model.name}.yaml or drop `name:`",
+            )
+        )
+    seg = entry.compiled(name)
+    if seg is not None:
+        seg.checks  # noqa: B018 - computed while the pool's child parses other files
+    return entry
+
+
+def _load_postoffice(
+    path: Path | str, display: str, stamp: tuple[int, int], parsed: Parsed | None = None
+) -> _Cached:
+    d, po, diags, data = _load_file(path, display, Postoffice, parsed)
     pruned: dict[str, set[str]] = {}
     if po is None and diags:
         po, pruned = _pruned_model(data, diags)
-    return _Cached(stamp, d, po, diags, pruned)
+    return _Cached(stamp, d, po, diags, pruned, display)
 
 
 # Rules about a key itself (a name, a domain), located at the key rather than its value.
@@ -386,35 +486,199 @@ def locate(diags: list[Diagnostic], files: dict[str, Path]) -> list[Diagnostic]:
     return out
 
 
-def load_site(
-    site_dir: Path, cache: LoadCache | None = None, *, relative_to: Path | None = None
-) -> SiteConfig:
-    """Load and validate a whole site; raise ConfigError with every diagnostic.
+@dataclass
+class SiteRead:
+    """A site read from disk before the cross-object rules: what load_site and
+    config.change share."""
 
-    File names in diagnostics are relative to `relative_to` (default: the
-    current directory), so `sites/example/postoffices/example.yaml:26:5` can be
-    pasted into an editor; the git hook passes its export folder, which gives
-    repository paths.
+    config: SiteConfig
+    diags: list[Diagnostic]  # syntax, shape and file-level errors
+    gaps: Gaps
+    files: dict[str, str]  # display name -> path, for positions of diagnostics
+    site_model: Site | None  # None when site.yaml did not parse
+
+    @property
+    def clean(self) -> bool:
+        """Every file parsed and validated on its own."""
+        gaps = self.gaps
+        return not (self.diags or gaps.site or gaps.site_dropped or gaps.postoffices or gaps.pruned)
+
+
+def _cached_file(
+    cache: LoadCache | None, path: Path, display: str, model: type[M]
+) -> tuple[str, M | None, list[Diagnostic], Any]:
+    """_load_file, reusing the last result while (mtime, size) is unchanged."""
+    try:
+        st = path.stat()
+    except OSError:
+        return _load_file(path, display, model)
+    stamp = (st.st_mtime_ns, st.st_size)
+    key = f"{model.__name__}:{path}"
+    hit = cache.singles.get(key) if cache is not None else None
+    if hit is not None and hit[0] == stamp and hit[1][2] == [] and hit[1][3] is not None:
+        return hit[1][0], hit[1][1], [], hit[1][3]
+    result = _load_file(path, display, model)
+    if cache is not None:
+        cache.singles[key] = (stamp, result)
+    return result
+
+
+@dataclass
+class _Postoffices:
+    """The postoffice files as last read: what a reload patches instead of rebuilding."""
+
+    names: tuple[str, ...]  # file names, sorted
+    prefix: str  # display prefix of the postoffices folder
+    order: list[str]  # postoffice names, in file order
+    paths: list[str]
+    entries: list[_Cached]
+    files: dict[str, str]  # display -> path
+    postoffices: dict[str, Postoffice]
+    po_files: dict[str, str]
+    segments: dict[str, Segment]
+    po_digests: dict[str, str]  # in file order: the site digest hashes them in turn
+    with_diags: list[int]  # indexes of entries with diagnostics
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, -1)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _read_postoffices(
+    po_dir: str,
+    prefix: str,
+    names: tuple[str, ...],
+    cache: LoadCache | None,
+    last: _Postoffices | None,
+) -> _Postoffices:
+    """Read the postoffice files that changed since `last` (all without it).
+
+    With `last` (same files as before), only a stat per file and the changed
+    files' entries are new: the tables are copies of the last ones, patched.
+    Many files are read on two cores (pool.map_in_two).
     """
-    from mailplat.config.validate import validate_site
+    if last is not None:
+        jobs: list[tuple[int, Job]] = []
+        stat = os.stat
+        for i, (path, entry) in enumerate(zip(last.paths, last.entries, strict=True)):
+            try:
+                st = stat(path)
+                stamp = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                stamp = (0, -1)
+            if stamp != entry.stamp:
+                jobs.append((i, (last.order[i], path, entry.display, stamp)))
+        loaded = map_in_two(_parse_job, _finish_job, [job for _, job in jobs])
+        if cache is not None:
+            cache.parsed = len(loaded)
+            cache.entries.update(
+                (job[1], entry) for (_, job), entry in zip(jobs, loaded, strict=True)
+            )
+        if not jobs:
+            return last
+        pos = _Postoffices(
+            names,
+            prefix,
+            last.order,
+            last.paths,
+            list(last.entries),
+            last.files,
+            last.postoffices.copy(),
+            last.po_files.copy(),
+            last.segments.copy(),
+            last.po_digests.copy(),
+            [],
+        )
+        reorder = False
+        for (i, job), entry in zip(jobs, loaded, strict=True):
+            name = job[0]
+            pos.entries[i] = entry
+            pos.po_digests[name] = entry.digest
+            seg = entry.compiled(name)
+            if entry.model is None or seg is None or name not in pos.postoffices:
+                reorder = True  # a postoffice joins or leaves the tables
+            else:
+                pos.postoffices[name] = entry.model
+                pos.po_files[name] = entry.display
+                pos.segments[name] = seg
+        if reorder:
+            # The tables keep file order (the checks report in it): build them again.
+            pos.postoffices, pos.po_files, pos.segments = {}, {}, {}
+            for name, entry in zip(pos.order, pos.entries, strict=True):
+                seg = entry.compiled(name)
+                if entry.model is not None and seg is not None:
+                    pos.postoffices[name] = entry.model
+                    pos.po_files[name] = entry.display
+                    pos.segments[name] = seg
+        pos.with_diags = [i for i, e in enumerate(pos.entries) if e.diags or e.name_diags]
+        return pos
+    order: list[str] = []
+    paths: list[str] = []
+    files: dict[str, str] = {}
+    all_jobs: list[Job] = []
+    for file_name in names:
+        path = f"{po_dir}/{file_name}"
+        display = file_name if prefix == "." else f"{prefix}/{file_name}"
+        name = file_name[: -len(".yaml")]
+        order.append(name)
+        paths.append(path)
+        files[display] = path
+        all_jobs.append((name, path, display, _stamp(path)))
+    known = cache.entries if cache is not None else {}
+    todo = [
+        job
+        for job in all_jobs
+        if (hit := known.get(job[1])) is None or hit.stamp != job[3] or hit.display != job[2]
+    ]
+    fresh = dict(
+        zip((job[1] for job in todo), map_in_two(_parse_job, _finish_job, todo), strict=True)
+    )
+    if cache is not None:
+        for gone in set(cache.entries) - set(paths):
+            del cache.entries[gone]
+        cache.entries.update(fresh)
+        cache.parsed = len(fresh)
+    entries = [fresh.get(path) or known[path] for path in paths]
+    pos = _Postoffices(names, prefix, order, paths, entries, files, {}, {}, {}, {}, [])
+    for i, (name, entry) in enumerate(zip(order, entries, strict=True)):
+        pos.po_digests[name] = entry.digest
+        if entry.diags or entry.name_diags:
+            pos.with_diags.append(i)
+        seg = entry.compiled(name)
+        if entry.model is not None and seg is not None:
+            pos.postoffices[name] = entry.model
+            pos.po_files[name] = entry.display
+            pos.segments[name] = seg
+    return pos
 
+
+def read_site(
+    site_dir: Path, cache: LoadCache | None = None, *, relative_to: Path | None = None
+) -> SiteRead:
+    """Read every file of a site (only changed ones when a cache is given); no cross checks."""
     site_dir = site_dir.resolve()
     base = (relative_to or Path.cwd()).resolve()
     if not site_dir.is_dir():
         raise ConfigError(
             [Diagnostic("error", f"site folder {site_dir} does not exist")], "no such site"
         )
-    files: dict[str, Path] = {}
+    files: dict[str, str] = {}
     diags: list[Diagnostic] = []
     gaps = Gaps()
     digest = hashlib.sha256()
 
     site_path = site_dir / "site.yaml"
     site_display = _display(site_path, base)
-    files[site_display] = site_path
+    files[site_display] = str(site_path)
+    site_digest = ""
+    site: Site | None
     if site_path.exists():
-        d, site, more, site_data = _load_file(site_path, site_display, Site)
-        digest.update(d.encode())
+        site_digest, site, more, site_data = _cached_file(cache, site_path, site_display, Site)
+        digest.update(site_digest.encode())
         diags += more
         if site is None and more:
             site, gaps.site_dropped = _site_without(site_data, more)
@@ -424,57 +688,38 @@ def load_site(
         diags.append(
             error(site_display, (), "site.yaml is missing", "create it; `{}` is a valid minimum")
         )
+    site_model = site if not gaps.site and not gaps.site_dropped else None
 
-    postoffices: dict[str, Postoffice] = {}
-    po_files: dict[str, str] = {}
-    po_dir = site_dir / "postoffices"
-    paths = sorted(po_dir.glob("*.yaml")) if po_dir.is_dir() else []
+    po_dir = str(site_dir / "postoffices")
+    prefix = _display(Path(po_dir), base)
+    try:
+        names = tuple(sorted(e.name for e in os.scandir(po_dir) if e.name.endswith(".yaml")))
+    except (FileNotFoundError, NotADirectoryError):
+        names = ()
+    last = cache.assembled if cache is not None else None
+    if last is None or last.names != names or last.prefix != prefix:
+        last = None
+    pos = _read_postoffices(po_dir, prefix, names, cache, last)
     if cache is not None:
-        cache.parsed = 0
-        live = {str(p) for p in paths}
-        for gone in set(cache.entries) - live:
-            del cache.entries[gone]
-    for path in paths:
-        display = _display(path, base)
-        files[display] = path
-        key = str(path)
-        st = path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-        entry = cache.entries.get(key) if cache is not None else None
-        if entry is None or entry.stamp != stamp:
-            entry = _load_postoffice(path, display, stamp)
-            if cache is not None:
-                cache.entries[key] = entry
-                cache.parsed += 1
-        digest.update(entry.digest.encode())
-        diags += entry.diags
+        cache.assembled = pos
+    files.update(pos.files)
+    for i in pos.with_diags:
+        diags += pos.entries[i].diags + pos.entries[i].name_diags
+    for i, entry in enumerate(pos.entries):
         if entry.model is None:
-            gaps.postoffices.add(path.stem)
-            continue
-        # The file name is the postoffice's name; a mismatching `name:` is an
-        # error of its own and must not make other rules miss this postoffice.
-        name = path.stem
-        if entry.pruned:
-            gaps.pruned[name] = entry.pruned
-        if entry.model.name and entry.model.name != path.stem:
-            diags.append(
-                error(
-                    display,
-                    ("name",),
-                    f"postoffice name {entry.model.name!r} does not match the file name",
-                    f"rename the file to {entry.model.name}.yaml or drop `name:`",
-                )
-            )
-        postoffices[name] = entry.model
-        po_files[name] = display
+            gaps.postoffices.add(pos.order[i])
+        elif entry.pruned:
+            gaps.pruned[pos.order[i]] = entry.pruned
+    digest.update("".join(pos.po_digests.values()).encode())
+    postoffices, po_files, segments = pos.postoffices, pos.po_files, pos.segments
+    po_digests = pos.po_digests
 
     expect: Expectations | None = None
     expect_path = site_dir / "expect.yaml"
     expect_display = _display(expect_path, base)
     if expect_path.exists():
-        display = expect_display
-        files[display] = expect_path
-        d, expect, more, _ = _load_file(expect_path, display, Expectations)
+        files[expect_display] = str(expect_path)
+        d, expect, more, _ = _cached_file(cache, expect_path, expect_display, Expectations)
         digest.update(d.encode())
         diags += more
 
@@ -490,13 +735,38 @@ def load_site(
         expect=expect,
         digest=digest.hexdigest(),
         expect_file=expect_display,
+        segments=segments,
+        site_digest=site_digest,
+        po_digests=po_digests,
     )
-    # Cross-object rules run over whatever parsed, so one run shows every error.
-    diags += validate_site(config, gaps)
-    diags = locate(diags, files)
+    return SiteRead(config, diags, gaps, files, site_model)
+
+
+def finish(read: SiteRead, diags: list[Diagnostic]) -> SiteConfig:
+    """Positions for every diagnostic; ConfigError on any error, else the config with warnings."""
+    diags = locate(diags, {k: Path(v) for k, v in read.files.items()} if diags else {})
     if has_errors(diags):
         raise ConfigError(diags)
-    return SiteConfig(**{**config.__dict__, "warnings": tuple(d for d in diags if not d.is_error)})
+    warnings = tuple(d for d in diags if not d.is_error)
+    return SiteConfig(**{**read.config.__dict__, "warnings": warnings})
+
+
+def load_site(
+    site_dir: Path, cache: LoadCache | None = None, *, relative_to: Path | None = None
+) -> SiteConfig:
+    """Load and validate a whole site; raise ConfigError with every diagnostic.
+
+    File names in diagnostics are relative to `relative_to` (default: the
+    current directory), so `sites/example/postoffices/example.yaml:26:5` can be
+    pasted into an editor; the git hook passes its export folder, which gives
+    repository paths.
+    """
+    from mailplat.config.validate import validate_site
+
+    with collection_paused():
+        read = read_site(site_dir, cache, relative_to=relative_to)
+        # Cross-object rules run over whatever parsed, so one run shows every error.
+        return finish(read, read.diags + validate_site(read.config, read.gaps))
 
 
 def default_data_root(site_dir: Path) -> Path:

@@ -1,8 +1,12 @@
 """Cross-object rules of a site, checked after every file has the right shape.
 
-Input: a SiteConfig whose files each validated. Output: every Diagnostic
-found (errors and warnings), each with a file and a path into it; the loader
-turns paths into line:col. Rules:
+Input: a SiteConfig whose files each validated, its postoffices compiled
+one by one (config.segment: each file's claims, targets and edges, computed
+once per file). Output: every Diagnostic found (errors and warnings), each
+with a file and a path into it; the loader turns paths into line:col.
+`validate_site` checks a whole site; `check_change` checks a change to a
+site that was valid, running only the rules the change can break (see its
+docstring). Rules:
 - every postoffice has a domain; a domain belongs to exactly one postoffice;
 - an address belongs to exactly one target site-wide (mailbox addresses,
   group addresses and list addresses share one namespace);
@@ -24,14 +28,20 @@ turns paths into line:col. Rules:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from mailplat.config.confusable import mixed_scripts, skeleton, unicode_name
+from mailplat.config.confusable import unicode_name
 from mailplat.config.diagnostics import Diagnostic, PathPart, error, warning
 from mailplat.config.load import Gaps, SiteConfig
 from mailplat.config.models.base import split_host_port
 from mailplat.config.models.site import Site
+from mailplat.config.segment import Kind, Segment, Target, key_and_domain
 from mailplat.core.address import try_parse
 from mailplat.core.netmatch import is_open_range
+
+if TYPE_CHECKING:
+    from mailplat.config.directory import Directory
 
 Owner = tuple[str, tuple[PathPart, ...], str]  # file, path, description
 
@@ -42,17 +52,33 @@ def validate_site(config: SiteConfig, gaps: Gaps | None = None) -> list[Diagnost
     `gaps` names what did not parse (a broken site.yaml, postoffice files,
     entries dropped from a file); rules that would need those stay silent.
     """
+    from mailplat.config.directory import segments_of
+
     gaps = gaps or Gaps()
+    segments = segments_of(config)
     diags: list[Diagnostic] = []
     diags += _check_site(config, gaps)
     if gaps.site_ok(("listeners",), ("server", "host_name"), ("delivery", "smart_host")):
         diags += _check_smart_hosts(config)
-    owners, edges, targets = _collect(config, diags, gaps)
-    diags += _check_targets(config, owners, targets, gaps)
-    diags += _check_loops(config, edges)
-    diags += _check_postmaster_autoreply(config, owners)
-    diags += _check_lookalike_domains(config)
-    diags += _check_reserved_names(config)
+    owners, edges, targets = _collect(config, segments, diags, gaps)
+    domain_po: dict[str, str] = {}
+    for seg in segments.values():
+        for d in seg.model.domains:
+            domain_po.setdefault(d, seg.name)
+    diags += _check_targets(config, owners, targets, gaps, domain_po)
+    where: dict[str, tuple[str, tuple[PathPart, ...]]] = {}
+    for seg in segments.values():
+        where.update(seg.edge_sources)
+    diags += _check_loops(config.site_file, lambda a: edges.get(a, ()), list(edges), where.get)
+
+    def mailbox_of(address: str) -> tuple[str, str] | None:
+        owner = owners.get(address)
+        return _mailbox_of(owner) if owner else None
+
+    diags += _check_postmaster_autoreply(config, segments.values(), mailbox_of)
+    diags += _check_lookalike_domains(segments.values())
+    for seg in segments.values():
+        diags += seg.reserved
     return diags
 
 
@@ -198,172 +224,79 @@ def _check_smart_hosts(config: SiteConfig) -> list[Diagnostic]:
                 continue
             ours = _own_listener(site, dom.smart_host)
             if ours:
-                out.append(
-                    error(
-                        config.files[po_name],
-                        ("domains", dname, "smart_host"),
-                        f"smart host {dom.smart_host} of domain {dname} is this server's own "
-                        f"listener ({ours}): its mail would loop back to us",
-                        hint,
-                    )
-                )
+                out.append(_smart_host_loop(config.files[po_name], dname, dom.smart_host, ours))
     return out
 
 
 def _collect(
-    config: SiteConfig, diags: list[Diagnostic], gaps: Gaps
-) -> tuple[
-    dict[str, Owner], dict[str, list[str]], list[tuple[str, tuple[PathPart, ...], str, str]]
-]:
-    """Build the site-wide address table; record ownership clashes and foreign domains."""
+    config: SiteConfig, segments: dict[str, Segment], diags: list[Diagnostic], gaps: Gaps
+) -> tuple[dict[str, Owner], dict[str, list[str]], list[Target]]:
+    """Build the site-wide address table; record ownership clashes and foreign domains.
+
+    Replays each Segment's steps (its claims and local diagnostics, in the
+    order the file is written), so the output order is that of one walk.
+    """
     owners: dict[str, Owner] = {}
     domain_owner: dict[str, tuple[str, str]] = {}
     edges: dict[str, list[str]] = {}
-    targets: list[tuple[str, tuple[PathPart, ...], str, str]] = []  # file, path, po, target
-
-    def claim(addr: str, file: str, path: tuple[PathPart, ...], what: str) -> None:
-        if addr in owners:
-            ofile, _, owhat = owners[addr]
-            diags.append(
-                error(
-                    file,
-                    path,
-                    f"address {addr} already belongs to {owhat} ({ofile})",
-                    "an address can go to one target only; use a group to reach several",
-                )
-            )
-        else:
-            owners[addr] = (file, path, what)
-
-    for po_name, po in config.postoffices.items():
-        file = config.files[po_name]
-        if not po.domains:
-            diags.append(
-                error(file, ("domains",), "a postoffice needs at least one domain", "add domains:")
-            )
-        for dname in po.domains:
-            if dname in domain_owner:
-                other, ofile = domain_owner[dname]
-                diags.append(
-                    error(
-                        file,
-                        ("domains", dname),
-                        f"domain {dname} already belongs to postoffice {other} ({ofile})",
-                        "a domain belongs to exactly one postoffice",
-                    )
-                )
-            else:
-                domain_owner[dname] = (po_name, file)
-        own = set(po.domains)
-        for mb_name, mb in po.mailboxes.items():
-            if po.auto_address:
-                for d in po.domains:
-                    claim(
-                        f"{mb_name.lower()}@{d}",
-                        file,
-                        ("mailboxes", mb_name),
-                        f"mailbox {po_name}/{mb_name}",
-                    )
-            for i, extra in enumerate(mb.addresses):
-                parsed = try_parse(extra)
-                if parsed is None:
-                    continue
-                path: tuple[PathPart, ...] = ("mailboxes", mb_name, "addresses", i)
-                if parsed.domain not in own:
+    targets: list[Target] = []
+    for po_name, seg in segments.items():
+        file = seg.file
+        for step in seg.steps:
+            if type(step) is tuple:
+                first, at, what = step
+                for address in first if isinstance(first, tuple) else (first,):
+                    if address in owners:
+                        ofile, _, owhat = owners[address]
+                        diags.append(_owned_twice(file, address, at, ofile, owhat))
+                    else:
+                        owners[address] = (file, at, what)
+            elif type(step) is str:
+                dname = step
+                if dname in domain_owner:
+                    other, ofile = domain_owner[dname]
                     diags.append(
                         error(
                             file,
-                            path,
-                            f"{extra} uses domain {parsed.domain}, which is not a domain of "
-                            f"postoffice {po_name}",
-                            f"add {parsed.domain} under domains: or use one of: "
-                            + ", ".join(sorted(own)),
+                            ("domains", dname),
+                            f"domain {dname} already belongs to postoffice {other} ({ofile})",
+                            "a domain belongs to exactly one postoffice",
                         )
                     )
-                claim(parsed.key, file, path, f"mailbox {po_name}/{mb_name}")
-            mb_keys = [f"{mb_name.lower()}@{d}" for d in po.domains] if po.auto_address else []
-            mb_keys += [p.key for p in map(try_parse, mb.addresses) if p]
-            if mb.redirect is not None:
-                for i, to in enumerate(mb.redirect.to):
-                    parsed = try_parse(to)
-                    if parsed is None:
-                        continue
-                    targets.append(
-                        (file, ("mailboxes", mb_name, "redirect", "to", i), po_name, parsed.key)
-                    )
-                    if not mb.redirect.keep_copy:
-                        for k in mb_keys:
-                            edges.setdefault(k, []).append(parsed.key)
-        for g_name, group in po.groups.items():
-            parsed = try_parse(group.address)
-            if parsed is None:
-                continue
-            if parsed.domain not in own:
-                diags.append(
-                    error(
-                        file,
-                        ("groups", g_name, "address"),
-                        f"group address {group.address} is not on a domain of postoffice {po_name}",
-                        "use one of: " + ", ".join(sorted(own)),
-                    )
-                )
-            claim(parsed.key, file, ("groups", g_name, "address"), f"group {po_name}/{g_name}")
-            for i, m in enumerate(group.members):
-                member = try_parse(m)
-                if member is None:
-                    continue
-                edges.setdefault(parsed.key, []).append(member.key)
-                targets.append((file, ("groups", g_name, "members", i), po_name, member.key))
-        for l_name, lst in po.lists.items():
-            if lst.domain not in own:
-                diags.append(
-                    error(
-                        file,
-                        ("lists", l_name, "domain"),
-                        f"list domain {lst.domain} is not a domain of postoffice {po_name}",
-                        "use one of: " + ", ".join(sorted(own)),
-                    )
-                )
-            claim(
-                f"{l_name.lower()}@{lst.domain}",
-                file,
-                ("lists", l_name),
-                f"list {po_name}/{l_name}",
-            )
-            targets.append((file, ("lists", l_name, "owner"), po_name, lst.owner))
-        for dname, dom in po.domains.items():
-            for attr in ("abuse", "postmaster", "catchall"):
-                value = getattr(dom, attr)
-                if value:
-                    targets.append((file, ("domains", dname, attr), po_name, value))
-        has_postmaster = (
-            "postmaster" in {m.lower() for m in po.mailboxes}
-            or gaps.removed(po_name, "mailboxes", "postmaster")
-            or all(d.postmaster for d in po.domains.values())
-        )
-        if po.domains and not has_postmaster:
-            diags.append(
-                warning(
-                    file,
-                    ("mailboxes",),
-                    f"postoffice {po_name} has no postmaster mailbox",
-                    "RFC 5321 §4.5.1 requires postmaster@ for every domain: add a mailbox "
-                    "named postmaster or a postmaster: target on each domain",
-                    code="no-postmaster",
-                )
-            )
+                else:
+                    domain_owner[dname] = (po_name, file)
+            else:
+                assert isinstance(step, Diagnostic)
+                diags.append(step)
+        for source, sinks in seg.edges.items():
+            edges.setdefault(source, []).extend(sinks)
+        targets += seg.targets
     return owners, edges, targets
+
+
+def _owned_twice(
+    file: str, address: str, at: tuple[PathPart, ...], ofile: str, owhat: str
+) -> Diagnostic:
+    return error(
+        file,
+        at,
+        f"address {address} already belongs to {owhat} ({ofile})",
+        "an address can go to one target only; use a group to reach several",
+    )
 
 
 def _check_targets(
     config: SiteConfig,
-    owners: dict[str, Owner],
-    targets: list[tuple[str, tuple[PathPart, ...], str, str]],
+    owners: Mapping[str, object],
+    targets: list[Target],
     gaps: Gaps,
+    domain_po: Mapping[str, str],
 ) -> list[Diagnostic]:
+    """Targets must exist: a mailbox name of the postoffice, or an address someone has.
+
+    `domain_po`: each local domain and the (first) postoffice that has it.
+    """
     out: list[Diagnostic] = []
-    domain_po = {d: name for name, po in config.postoffices.items() for d in po.domains}
-    local_domains = set(domain_po)
     for file, path, po_name, target in targets:
         if "@" not in target:
             if target not in config.postoffices[po_name].mailboxes and not gaps.removed(
@@ -378,37 +311,45 @@ def _check_targets(
                     )
                 )
             continue
-        parsed = try_parse(target)
-        if parsed is None:
+        found = key_and_domain(target)
+        if found is None:
             out.append(error(file, path, f"{target!r} is not a valid address"))
             continue
-        if parsed.domain in local_domains and parsed.key not in owners:
-            if gaps.incomplete(domain_po[parsed.domain]):
+        key, domain = found
+        owner_po = domain_po.get(domain)
+        if owner_po is not None and key not in owners:
+            if gaps.incomplete(owner_po):
                 continue  # the owner may be an entry that failed to parse
+            parsed = try_parse(target)
+            assert parsed is not None
             local = parsed.local.lower()
-            dom = next(
-                po.domains[parsed.domain]
-                for po in config.postoffices.values()
-                if parsed.domain in po.domains
-            )
+            dom = config.postoffices[owner_po].domains[domain]
             aliased = (local == "abuse" and dom.abuse) or (local == "postmaster" and dom.postmaster)
             # A catchall only rescues a target that is not the catchall itself
             # (catchall: ghost@same.domain would route to itself forever).
-            self_catchall = path[-1] == "catchall" and path[-2] == parsed.domain
+            self_catchall = path[-1] == "catchall" and path[-2] == domain
             via_catchall = bool(dom.catchall) and not self_catchall
             if not aliased and not via_catchall and not dom.smart_host:
                 out.append(
                     error(
                         file,
                         path,
-                        f"{parsed.key} is on a local domain but no mailbox, group or list has it",
+                        f"{key} is on a local domain but no mailbox, group or list has it",
                         "create it or correct the address",
                     )
                 )
     return out
 
 
-def _check_postmaster_autoreply(config: SiteConfig, owners: dict[str, Owner]) -> list[Diagnostic]:
+def _check_postmaster_autoreply(
+    config: SiteConfig,
+    segments: Iterable[Segment],
+    mailbox_of: Callable[[str], tuple[str, str] | None],
+) -> list[Diagnostic]:
+    """No autoresponder on a mailbox that receives postmaster mail.
+
+    `mailbox_of` maps an address to the (postoffice, mailbox) owning it, if any.
+    """
     out: list[Diagnostic] = []
     flagged: set[tuple[str, str]] = set()
 
@@ -432,99 +373,42 @@ def _check_postmaster_autoreply(config: SiteConfig, owners: dict[str, Owner]) ->
             )
         )
 
-    for po_name, po in config.postoffices.items():
-        for mb_name in po.mailboxes:
+    for seg in segments:
+        po_name = seg.name
+        for mb_name in seg.autoresponders:
             if mb_name.lower() == "postmaster":
                 flag(po_name, mb_name, "it is named postmaster")
-        for dname, dom in po.domains.items():
-            target = dom.postmaster
-            if not target:
-                continue
+        for dname, target in seg.postmaster_targets:
             why = f"postmaster: of domain {dname}"
             if "@" not in target:
                 flag(po_name, target, why)
                 continue
             parsed = try_parse(target)
-            owner = owners.get(parsed.key) if parsed else None
-            mailbox = _mailbox_of(owner) if owner else None
+            mailbox = mailbox_of(parsed.key) if parsed else None
             if mailbox:
                 flag(*mailbox, why)
     return out
 
 
-def _check_lookalike_domains(config: SiteConfig) -> list[Diagnostic]:
+def _check_lookalike_domains(segments: Iterable[Segment]) -> list[Diagnostic]:
     """Warn about domains a reader can mistake for another (homographs)."""
     out: list[Diagnostic] = []
     seen: dict[str, tuple[str, str]] = {}  # skeleton -> (domain, postoffice)
-    for po_name, po in config.postoffices.items():
-        file = config.files[po_name]
-        for dname in po.domains:
-            shown = unicode_name(dname)
-            label_of = f"{shown} ({dname})" if shown != dname else dname
-            for label in shown.split("."):
-                scripts = mixed_scripts(label)
-                if scripts:
-                    out.append(
-                        warning(
-                            file,
-                            ("domains", dname),
-                            f"domain {label_of} mixes {' and '.join(s.title() for s in scripts)} "
-                            f"letters in {label!r}: it can pass for another name",
-                            "write each label in one script; if the name is meant so, "
-                            "this warning can be ignored",
-                            code="mixed-script",
-                        )
-                    )
-            key = skeleton(dname)
+    for seg in segments:
+        for dname, key, label_of, mixed in seg.lookalikes:
+            out += mixed
             other = seen.get(key)
             if other is None:
-                seen[key] = (dname, po_name)
+                seen[key] = (dname, seg.name)
             elif other[0] != dname:
                 out.append(
                     warning(
-                        file,
+                        seg.file,
                         ("domains", dname),
                         f"domain {label_of} looks like domain {unicode_name(other[0])} "
                         f"(postoffice {other[1]}): readers cannot tell them apart",
                         "check that both are meant; a look-alike domain is a phishing tool",
                         code="confusable-domain",
-                    )
-                )
-    return out
-
-
-# Device names Windows refuses as file names, with any extension (con.txt too).
-_RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{n}" for d in ("com", "lpt") for n in range(1, 10)}
-
-
-_RENAME_HINT = {
-    "mailbox": "rename it (e.g. {name}-box) and list {name}@ under addresses: to keep the address",
-    "group": "rename the group; its address: stays as it is",
-    "list": "rename the list (its address is <name>@<domain>, so that changes too)",
-}
-
-
-def _check_reserved_names(config: SiteConfig) -> list[Diagnostic]:
-    """Warn about names that cannot be a file or folder on Windows filesystems."""
-    out: list[Diagnostic] = []
-    for po_name, po in config.postoffices.items():
-        file = config.files[po_name]
-        named = [
-            *(("mailbox", "mailboxes", n) for n in po.mailboxes),
-            *(("group", "groups", n) for n in po.groups),
-            *(("list", "lists", n) for n in po.lists),
-        ]
-        for what, coll, name in named:
-            if name.split(".", 1)[0].lower() in _RESERVED:
-                out.append(
-                    warning(
-                        file,
-                        (coll, name),
-                        f"{what} name {name!r} is reserved on Windows filesystems "
-                        "(CON, PRN, AUX, NUL, COM1-9, LPT1-9, with any extension): its folder "
-                        "cannot be copied to, backed up on or served from one",
-                        _RENAME_HINT[what].format(name=name),
-                        code="reserved-name",
                     )
                 )
     return out
@@ -537,23 +421,30 @@ def _mailbox_of(owner: Owner) -> tuple[str, str] | None:
     return (po_name, mb_name) if kind == "mailbox" and mb_name else None
 
 
-def _check_loops(config: SiteConfig, edges: dict[str, list[str]]) -> list[Diagnostic]:
-    """Report each cycle in the group/redirect graph once."""
+Where = Callable[[str], tuple[str, tuple[PathPart, ...]] | None]
+
+
+def _check_loops(
+    site_file: str,
+    edges: Callable[[str], Sequence[str]],
+    starts: Iterable[str],
+    where: Where,
+) -> list[Diagnostic]:
+    """Report each cycle in the group/redirect graph reachable from `starts` once."""
     out: list[Diagnostic] = []
     state: dict[str, int] = {}  # 1 = on stack, 2 = done
     reported: set[frozenset[str]] = set()
-    where = _edge_sources(config)
 
     def visit(node: str, stack: list[str]) -> None:
         state[node] = 1
         stack.append(node)
-        for nxt in edges.get(node, []):
+        for nxt in edges(node):
             if state.get(nxt) == 1:
                 cycle = stack[stack.index(nxt) :]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)
-                    file, path = where.get(cycle[0], (config.site_file, ()))
+                    file, path = where(cycle[0]) or (site_file, ())
                     out.append(
                         error(
                             file,
@@ -568,22 +459,121 @@ def _check_loops(config: SiteConfig, edges: dict[str, list[str]]) -> list[Diagno
         stack.pop()
         state[node] = 2
 
-    for node in list(edges):
+    for node in starts:
         if node not in state:
             visit(node, [])
     return out
 
 
-def _edge_sources(config: SiteConfig) -> dict[str, tuple[str, tuple[PathPart, ...]]]:
-    where: dict[str, tuple[str, tuple[PathPart, ...]]] = {}
-    for po_name, po in config.postoffices.items():
-        file = config.files[po_name]
-        for g_name, group in po.groups.items():
-            parsed = try_parse(group.address)
-            if parsed:
-                where[parsed.key] = (file, ("groups", g_name, "members"))
-        for mb_name, mb in po.mailboxes.items():
-            if mb.redirect is not None:
-                for d in po.domains:
-                    where[f"{mb_name.lower()}@{d}"] = (file, ("mailboxes", mb_name, "redirect"))
+# -- a change to a running, valid site ---------------------------------------------------
+
+
+def check_change(base: Directory, new: Directory) -> list[Diagnostic]:
+    """Every diagnostic a change can cause, when `base` (the site being served) had no error.
+
+    `new` must be derived from base (Directory(config, base=base) with
+    .derived true): then no key is claimed twice, and any error of the new
+    site involves a changed postoffice. The rules run over the changed
+    postoffices and those whose targets name their domains; site.yaml rules
+    run when it changed. Warnings that compare postoffices (look-alike
+    domains) are left to `validate`.
+    """
+    config = new.config
+    old_segs, segs = base.segments, new.segments
+    changed = [name for name, seg in segs.items() if old_segs.get(name) is not seg]
+    removed = [name for name in old_segs if name not in segs]
+    site_changed = base.site is not new.site
+    out: list[Diagnostic] = []
+    gaps = Gaps()
+    out += _check_site(config, gaps)
+    if site_changed:
+        out += _check_smart_hosts(config)
+    else:
+        out += _check_domain_smart_hosts(config, [segs[n] for n in changed])
+    # Claims inside a changed postoffice (across postoffices they cannot clash:
+    # the derived Directory would have found it and built anew).
+    for name in changed:
+        seg = segs[name]
+        mine: dict[str, str] = {}
+        for step in seg.steps:
+            if type(step) is tuple:
+                first, at, what = step
+                for address in first if isinstance(first, tuple) else (first,):
+                    if address in mine:
+                        out.append(_owned_twice(seg.file, address, at, seg.file, mine[address]))
+                    else:
+                        mine[address] = what
+            elif isinstance(step, Diagnostic):
+                out.append(step)
+        out += seg.reserved
+        for *_, mixed in seg.lookalikes:
+            out += mixed
+    # Whose targets can the change break: the changed postoffices, and every
+    # postoffice naming an address on a domain they had or have.
+    domains: set[str] = set()
+    for name in (*changed, *removed):
+        for either in (old_segs.get(name), segs.get(name)):
+            if either is not None:
+                domains |= either.domain_names
+    recheck = set(changed)
+    for d in domains:
+        recheck |= new.referrers.get(d, frozenset())
+    ordered = [segs[n] for n in config.postoffices if n in recheck and n in segs]
+    targets = [t for seg in ordered for t in seg.targets]
+    domain_po = {d: e.postoffice for d, e in new.domains.items()}
+    out += _check_targets(config, new.addresses, targets, gaps, domain_po)
+    starts = [source for n in changed for source in segs[n].edges]
+    out += _check_loops(config.site_file, lambda a: new.edges.get(a, ()), starts, _where_in(new))
+    out += _check_postmaster_autoreply(config, ordered, _mailbox_in(new))
+    return out
+
+
+def _mailbox_in(directory: Directory) -> Callable[[str], tuple[str, str] | None]:
+    def mailbox_of(address: str) -> tuple[str, str] | None:
+        found = directory.addresses.get(address)
+        if found is None or found[0] is not Kind.MAILBOX:
+            return None
+        po, _, mb = found[1].partition("/")
+        return po, mb
+
+    return mailbox_of
+
+
+def _where_in(directory: Directory) -> Where:
+    def where(address: str) -> tuple[str, tuple[PathPart, ...]] | None:
+        found = directory.addresses.get(address)
+        if found is None:
+            return None
+        kind, target = found
+        if kind is Kind.MAILBOX:
+            po = target.partition("/")[0]
+        elif kind is Kind.GROUP:
+            po = directory.groups[target].postoffice
+        else:
+            po = directory.lists[target].postoffice
+        seg = directory.segments.get(po)
+        return seg.edge_sources.get(address) if seg else None
+
     return where
+
+
+def _check_domain_smart_hosts(config: SiteConfig, segments: list[Segment]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for seg in segments:
+        for dname, dom in seg.model.domains.items():
+            if not dom.smart_host:
+                continue
+            ours = _own_listener(config.site, dom.smart_host)
+            if ours:
+                out.append(_smart_host_loop(seg.file, dname, dom.smart_host, ours))
+    return out
+
+
+def _smart_host_loop(file: str, dname: str, smart_host: str, ours: str) -> Diagnostic:
+    return error(
+        file,
+        ("domains", dname, "smart_host"),
+        f"smart host {smart_host} of domain {dname} is this server's own "
+        f"listener ({ours}): its mail would loop back to us",
+        "point it at another server (host[:port]), or remove it",
+    )

@@ -45,6 +45,7 @@ from mailplat.reconcile.effects import (
     KeptMail,
     Observed,
     effects,
+    existing_maildirs,
     mailbox_keys,
     maildir_path,
 )
@@ -77,33 +78,30 @@ class ApplyResult:
     kept: tuple[KeptMail, ...]
 
 
-def _is_maildir(path: Path) -> bool:
-    return all((path / sub).is_dir() for sub in ("new", "cur", "tmp"))
-
-
 def observe(
     config: SiteConfig, plan: Plan, data_root: Path, changed_only: bool = False
 ) -> Observed:
     """Which Maildirs exist, and the message count of every mailbox the plan removes.
 
-    changed_only (a running server's reload) looks only at the mailboxes the
-    plan adds, changes or removes and takes the others as provisioned: a
-    one-line change must not stat 100,000 directories. Offline apply keeps
-    the level-based check of every mailbox.
+    changed_only (a running server's reload) looks only at the postoffices
+    the plan touches and takes the others as provisioned: a one-line change
+    must not stat 100,000 directories. Offline apply keeps the level-based
+    check of every mailbox.
     """
-    all_keys = set(mailbox_keys(config))
-    touched = {c.name for c in plan.of("mailbox")}
-    keys = (all_keys & touched if changed_only else all_keys) | set(plan_removed(plan))
-    found = {k for k in keys if _is_maildir(maildir_path(data_root, k))}
-    if changed_only:
-        found |= all_keys - touched
-    existing = frozenset(found)
+    only = touched_postoffices(plan) if changed_only else None
+    keys = set(mailbox_keys(config, only)) | set(plan_removed(plan))
+    existing = frozenset(existing_maildirs(data_root, keys))
     messages = {
         c.name: len(Maildir(maildir_path(data_root, c.name)).messages())
         for c in plan.of("mailbox", "-")
         if c.name in existing
     }
-    return Observed(data_root, existing, messages)
+    return Observed(data_root, existing, messages, only)
+
+
+def touched_postoffices(plan: Plan) -> frozenset[str]:
+    """The postoffices a plan adds, changes or removes something in."""
+    return frozenset(c.postoffice for c in plan.changes if c.postoffice is not None)
 
 
 def plan_removed(plan: Plan) -> list[str]:
@@ -196,10 +194,13 @@ def apply(
     by: str | None = None,
     progress: Progress | None = None,
     changed_only: bool = False,
+    applied: Generation | None = None,
 ) -> ApplyResult:
     """Provision and record the new generation; idempotent.
 
     The result's generation carries no snapshot when nothing was written.
+    `applied` is the generation the plan was made against (with its
+    snapshot): the new one is then written as a delta against it.
     """
     with apply_lock(data_root):
         # Re-read under the lock: the plan shown may be stale if another apply ran.
@@ -216,6 +217,9 @@ def apply(
             applied_at=now_iso(),
             applied_by=by or applied_by(),
             snapshot=plan.new_snapshot if plan.new_snapshot is not None else snapshot(config),
+            po_digests=dict(config.po_digests),
+            site_digest=config.site_digest,
         )
-        write_generation(data_root, generation)
+        base = applied if applied is not None and applied.digest == plan.old_digest else None
+        write_generation(data_root, generation, base)
         return ApplyResult(generation, True, tuple(created), tuple(welcomed), fx.kept)

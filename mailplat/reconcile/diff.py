@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
@@ -24,7 +24,14 @@ from mailplat.config.load import SiteConfig
 from mailplat.config.models.postoffice import Postoffice
 from mailplat.config.models.site import Site
 from mailplat.core.address import Address, try_parse
-from mailplat.reconcile.state import Snapshot, snapshot
+from mailplat.reconcile.state import (
+    SNAPSHOT_FORMAT,
+    Generation,
+    Snapshot,
+    dump_postoffice,
+    site_snapshot,
+    snapshot,
+)
 
 Action = Literal["+", "~", "-"]
 ObjectKind = Literal["site-section", "postoffice", "domain", "mailbox", "group", "list"]
@@ -49,9 +56,12 @@ class FieldChange:
     after: Any
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One object added, changed or removed."""
+class Change(NamedTuple):
+    """One object added, changed or removed.
+
+    A NamedTuple, not a dataclass: a first plan of a big site holds 130,000
+    of them, and a tuple is made three times faster.
+    """
 
     action: Action
     kind: ObjectKind
@@ -107,21 +117,6 @@ class Plan:
         ]
 
 
-def _objects(snap: Snapshot | None) -> dict[tuple[ObjectKind, str], Any]:
-    """Split a snapshot into the objects a plan talks about."""
-    out: dict[tuple[ObjectKind, str], Any] = {}
-    if not snap:
-        return out
-    for section, value in snap.get("site", {}).items():
-        out[("site-section", section)] = value
-    for po_name, po in snap.get("postoffices", {}).items():
-        out[("postoffice", po_name)] = {k: v for k, v in po.items() if k not in COLLECTIONS}
-        for coll, kind in COLLECTIONS.items():
-            for name, value in (po.get(coll) or {}).items():
-                out[(kind, f"{po_name}/{name}")] = value
-    return out
-
-
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts to dotted leaves; lists and scalars are leaves."""
     if isinstance(value, dict) and value:
@@ -153,22 +148,127 @@ def _sort_key(change: Change) -> tuple[int, str, int, str]:
     return (1, po, _KIND_RANK[change.kind], change.name)
 
 
-def diff_snapshots(old: Snapshot | None, new: Snapshot) -> tuple[Change, ...]:
-    """The object changes between two snapshots (no routing)."""
-    before, after = _objects(old), _objects(new)
+def _changed_snapshot(
+    old: Snapshot, new: SiteConfig, applied: Generation
+) -> tuple[Snapshot, set[str]]:
+    """The new snapshot made from the old one, and the postoffices that may differ.
+
+    A postoffice whose file has the digest recorded in `applied` has the
+    same snapshot (a snapshot is a function of the file's text).
+    """
+    old_pos: dict[str, Any] = old.get("postoffices", {})
+    digests = applied.po_digests
+    changed = {name for name, d in new.po_digests.items() if digests.get(name) != d}
+    changed |= {name for name in new.postoffices if name not in old_pos}
+    removed = set(old_pos) - set(new.postoffices)
+    pos = old_pos.copy()
+    for name in removed:
+        del pos[name]
+    for name in changed:
+        po = new.postoffices.get(name)
+        if po is not None:
+            pos[name] = dump_postoffice(po)
+    same_site = bool(applied.site_digest) and applied.site_digest == new.site_digest
+    site = old.get("site") if same_site else site_snapshot(new)
+    return {**old, "format": SNAPSHOT_FORMAT, "site": site, "postoffices": pos}, changed | removed
+
+
+def diff_snapshots(
+    old: Snapshot | None, new: Snapshot, only: set[str] | None = None
+) -> tuple[Change, ...]:
+    """The object changes between two snapshots (no routing), in the plan's order.
+
+    Postoffices whose snapshot is equal (one deep comparison, in C) are
+    skipped whole; the others are split into their objects. The order is
+    site.yaml's sections, then each postoffice by name, its objects by kind
+    (postoffice, domain, mailbox, group, list) and name. `only` limits the
+    postoffices compared to those named (the others are known equal).
+    """
+    old = old or {}
     changes: list[Change] = []
-    for key, value in after.items():
+    site_before, site_after = old.get("site", {}), new.get("site", {})
+    sections: list[tuple[ObjectKind, str]] = [("site-section", s) for s in site_after]
+    sections += [("site-section", s) for s in site_before if s not in site_after]
+    site_changes = _changes(
+        {k: site_before[k[1]] for k in sections if k[1] in site_before},
+        {k: site_after[k[1]] for k in sections if k[1] in site_after},
+    )
+    changes += sorted(site_changes, key=_sort_key)
+    pos_before, pos_after = old.get("postoffices", {}), new.get("postoffices", {})
+    names = set(pos_before) | set(pos_after) if only is None else only
+    for name in sorted(names):
+        before, after = pos_before.get(name), pos_after.get(name)
+        if before is after or before == after:
+            continue
+        if before is None and after is not None:
+            changes += _added(name, after)  # every object new: no comparison to make
+        else:
+            changes += _changes(_po_objects(name, before), _po_objects(name, after))
+    return tuple(changes)
+
+
+def _all_added(config: SiteConfig) -> tuple[Change, ...]:
+    """Every object of a config as added, by name only, in the plan's order."""
+    out = [
+        Change("+", "site-section", info.alias or name, None, None)
+        for name, info in Site.model_fields.items()
+    ]
+    for po_name in sorted(config.postoffices):
+        po = config.postoffices[po_name]
+        out.append(Change("+", "postoffice", po_name, None, None))
+        for coll, kind in COLLECTIONS.items():
+            out += [
+                Change("+", kind, f"{po_name}/{n}", None, None) for n in sorted(getattr(po, coll))
+            ]
+    return tuple(out)
+
+
+def _added(po_name: str, po: dict[str, Any]) -> list[Change]:
+    """A new postoffice's objects, all `+`, in the plan's order."""
+    out = [
+        Change(
+            "+", "postoffice", po_name, None, {k: v for k, v in po.items() if k not in COLLECTIONS}
+        )
+    ]
+    for coll, kind in COLLECTIONS.items():
+        members = po.get(coll) or {}
+        out += [Change("+", kind, f"{po_name}/{n}", None, members[n]) for n in sorted(members)]
+    return out
+
+
+def _po_objects(po_name: str, po: dict[str, Any] | None) -> dict[tuple[ObjectKind, str], Any]:
+    """A postoffice's snapshot split into objects, in the plan's order."""
+    if po is None:
+        return {}
+    out: dict[tuple[ObjectKind, str], Any] = {
+        ("postoffice", po_name): {k: v for k, v in po.items() if k not in COLLECTIONS}
+    }
+    for coll, kind in COLLECTIONS.items():
+        for name in sorted(po.get(coll) or {}):
+            out[(kind, f"{po_name}/{name}")] = po[coll][name]
+    return out
+
+
+def _changes(
+    before: dict[tuple[ObjectKind, str], Any], after: dict[tuple[ObjectKind, str], Any]
+) -> list[Change]:
+    """+ ~ - for two object maps; both in the plan's order, the result too."""
+    out: list[Change] = []
+    keys = list(after) + [k for k in before if k not in after]
+    if before and after:
+        keys.sort(key=lambda k: (_KIND_RANK[k[0]], k[1]))
+    for key in keys:
         kind, name = key
         if key not in before:
-            changes.append(Change("+", kind, name, None, value))
-        elif before[key] != value:
-            fields = field_changes(before[key], value)
-            changes.append(Change("~", kind, name, before[key], value, fields))
-    for key, value in before.items():
-        if key not in after:
-            kind, name = key
-            changes.append(Change("-", kind, name, value, None))
-    return tuple(sorted(changes, key=_sort_key))
+            out.append(Change("+", kind, name, None, after[key]))
+        elif key not in after:
+            out.append(Change("-", kind, name, before[key], None))
+        elif before[key] != after[key]:
+            value = after[key]
+            out.append(
+                Change("~", kind, name, before[key], value, field_changes(before[key], value))
+            )
+    return out
 
 
 def config_from_snapshot(snap: Snapshot, digest: str = "") -> SiteConfig:
@@ -232,14 +332,34 @@ def diff(
     old_digest: str | None = None,
     new_directory: Directory | None = None,
     routing_changes: bool = True,
+    applied: Generation | None = None,
+    values: bool = True,
 ) -> Plan:
     """The plan from the applied snapshot to the new config.
 
     routing_changes=False skips the routing diff (it expands every address
     twice): a running server's reload does not show it, the plan command does.
+    With `applied` (the generation the snapshot is from) knowing each file's
+    digest, only the postoffices whose file changed are dumped and compared;
+    the others keep the applied snapshot's entries. values=False, with
+    nothing applied yet, names every object as added without dumping any
+    (before and after are None, there is no new_snapshot): what a text plan
+    of a first apply shows.
     """
-    new_snap = snapshot(new)
-    changes = diff_snapshots(old_snapshot, new_snap)
+    new_snap: Snapshot | None
+    if old_snapshot is None and not values:
+        new_snap, changes = None, _all_added(new)
+    elif (
+        applied is not None
+        and applied.po_digests
+        and old_snapshot is not None
+        and new.po_digests.keys() >= new.postoffices.keys()
+    ):
+        new_snap, only = _changed_snapshot(old_snapshot, new, applied)
+        changes = diff_snapshots(old_snapshot, new_snap, only)
+    else:
+        new_snap = snapshot(new)
+        changes = diff_snapshots(old_snapshot, new_snap)
     notes: list[str] = []
     routing: tuple[RouteChange, ...] = ()
     if old_snapshot is None:

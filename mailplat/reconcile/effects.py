@@ -12,14 +12,16 @@ relay). No I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from mailplat.config.load import SiteConfig
 from mailplat.core.netmatch import is_open_range
 from mailplat.reconcile.diff import Plan
-from mailplat.store.paths import mailbox_dir
+from mailplat.store.paths import check_name, mailbox_dir
 
 LISTENERS = ("smtp", "submission", "smtps", "pop3", "pop3s")
 
@@ -31,13 +33,21 @@ class Observed:
     data_root: Path
     existing: frozenset[str] = frozenset()
     messages: Mapping[str, int] = field(default_factory=dict)
+    # Only these postoffices were looked at (a running server's reload); None: all.
+    only: frozenset[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MaildirToCreate:
+class MaildirToCreate(NamedTuple):
+    """A Maildir apply creates (a tuple: a first apply lists 100,000)."""
+
     mailbox: str  # "po/name"
-    path: Path
+    data_root: Path
     welcome: bool  # the postoffice has a welcome message for it
+
+    @property
+    def path(self) -> Path:
+        # Made when asked: a first plan lists 100,000 of these and shows 25.
+        return maildir_path(self.data_root, self.mailbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +79,60 @@ def maildir_path(data_root: Path, mailbox_key: str) -> Path:
     return mailbox_dir(data_root, po, name)
 
 
-def mailbox_keys(config: SiteConfig) -> list[str]:
-    return [f"{po_name}/{mb}" for po_name, po in config.postoffices.items() for mb in po.mailboxes]
+def mailbox_keys(config: SiteConfig, only: Iterable[str] | None = None) -> list[str]:
+    """`po/name` of every mailbox (of the postoffices in `only`, when given)."""
+    pos = config.postoffices
+    names = pos if only is None else [n for n in only if n in pos]
+    return [f"{po_name}/{mb}" for po_name in names for mb in pos[po_name].mailboxes]
+
+
+def existing_maildirs(data_root: Path, keys: Iterable[str]) -> set[str]:
+    """The keys (`po/name`) whose Maildir (new/, cur/ and tmp/) exists under data_root.
+
+    One listing of the postoffices folder, one per postoffice folder there
+    and three stats per mailbox found in it: a first plan of 100,000
+    mailboxes does not stat 300,000 paths that are not there.
+    """
+    base = f"{data_root}/postoffices"
+    try:
+        present_pos = {e.name for e in os.scandir(base)}
+    except OSError:
+        return set()
+    by_po: dict[str, list[str]] = {}
+    for key in keys:
+        po, _, name = key.partition("/")
+        if po in present_pos:
+            by_po.setdefault(po, []).append(name)
+    found: set[str] = set()
+    isdir = os.path.isdir
+    for po, names in by_po.items():
+        check_name(po, "postoffice name")
+        folder = f"{base}/{po}"
+        try:
+            present = {e.name for e in os.scandir(folder)}
+        except OSError:
+            continue
+        for name in names:
+            if name in present:
+                check_name(name, "mailbox name")
+                path = f"{folder}/{name}"
+                if isdir(f"{path}/new") and isdir(f"{path}/cur") and isdir(f"{path}/tmp"):
+                    found.add(f"{po}/{name}")
+    return found
 
 
 def effects(plan: Plan, config: SiteConfig, observed: Observed) -> Effects:
     """What applying `plan` does besides recording the new generation."""
     root = observed.data_root
+    existing = observed.existing
+    pos = config.postoffices
+    names = pos if observed.only is None else [n for n in pos if n in observed.only]
     maildirs = tuple(
-        MaildirToCreate(
-            key,
-            maildir_path(root, key),
-            welcome=config.postoffices[key.split("/", 1)[0]].welcome is not None,
-        )
-        for key in mailbox_keys(config)
-        if key not in observed.existing
+        MaildirToCreate(key, root, welcome)
+        for po_name in names
+        for welcome in (pos[po_name].welcome is not None,)
+        for mb in pos[po_name].mailboxes
+        if (key := f"{po_name}/{mb}") not in existing
     )
     kept = tuple(
         KeptMail(

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailplat.config.change import load_change
 from mailplat.config.diagnostics import Diagnostic
 from mailplat.config.directory import Directory
-from mailplat.config.load import LoadCache, SiteConfig, load_site
+from mailplat.config.load import LoadCache, SiteConfig
 from mailplat.core.errors import ConfigError, MailplatError
 from mailplat.reconcile.apply import ApplyResult, apply
 from mailplat.reconcile.diff import Plan, diff
@@ -37,6 +38,9 @@ class Reconciled:
     plan: Plan
     result: ApplyResult
     parsed_files: int
+    # True when the Directory was derived from the served one and only what
+    # the change can break was checked (config.change); False: built and checked whole.
+    incremental: bool = False
 
 
 def reconcile(
@@ -45,18 +49,20 @@ def reconcile(
     cache: LoadCache,
     by: str,
     previous: Generation | None = None,
+    served: Directory | None = None,
 ) -> Reconciled:
     """Load and apply site_dir; raise ConfigRefused (and change nothing) when it is broken.
 
     `previous` is the generation (with its snapshot) the caller applied last;
     when the data root still holds it, its snapshot is not read from disk again.
+    `served` is the Directory the server runs: the new one is derived from it
+    and only what the change can break is checked (config.change).
     """
     try:
-        config = load_site(site_dir, cache)
+        config, directory = load_change(site_dir, cache, served)
     except ConfigError as exc:
         errors = [str(d) for d in exc.diagnostics if not _is_warning(d)]
         raise ConfigRefused(f"{len(errors)} error(s) in the configuration", errors) from exc
-    directory = Directory(config)
     report = run_expectations(config, directory)
     if not report.ok:
         errors = [str(d) for d in report.diagnostics if not _is_warning(d)]
@@ -72,9 +78,10 @@ def reconcile(
         old_digest=applied.digest if applied else None,
         new_directory=directory,
         routing_changes=False,
+        applied=applied,
     )
-    result = apply(config, plan, data_root, by=by, changed_only=True)
-    return Reconciled(config, directory, plan, result, cache.parsed)
+    result = apply(config, plan, data_root, by=by, changed_only=True, applied=applied)
+    return Reconciled(config, directory, plan, result, cache.parsed, directory.derived)
 
 
 def _is_warning(diag: object) -> bool:

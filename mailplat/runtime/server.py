@@ -47,7 +47,7 @@ from mailplat.core.errors import MailplatError
 from mailplat.core.worker import Worker
 from mailplat.dns.resolver import Resolver
 from mailplat.mta.agent import Agent
-from mailplat.reconcile.live import ConfigRefused, reconcile
+from mailplat.reconcile.live import ConfigRefused, Reconciled, reconcile
 from mailplat.reconcile.state import Generation, now_iso, read_generation
 from mailplat.runtime import queue_control
 from mailplat.runtime.listeners import BindError, Bound, ListenerSet, check_tls, specs
@@ -270,6 +270,7 @@ class Server:
         # The cache the config was loaded with, so the first reload parses only what changed.
         self.load_cache = load_cache or LoadCache()
         self._reload_lock = asyncio.Lock()
+        self._tls_stamp = tls_stamp(config.site, config.root)
         self.generation: Generation | None = read_generation(data_root)
         self._applied: Generation | None = self.generation
         self.last_rejected: dict[str, Any] | None = None
@@ -514,19 +515,7 @@ class Server:
         async with self._reload_lock:
             started = time.monotonic()
             try:
-                done = await asyncio.to_thread(
-                    reconcile,
-                    self.config.root,
-                    self.data_root,
-                    self.load_cache,
-                    by,
-                    self._applied,
-                )
-                tls_errors = await asyncio.to_thread(
-                    check_tls, done.config.site, done.config.root, self.listeners.loaded()
-                )
-                if tls_errors:
-                    raise ConfigRefused("a TLS certificate cannot be loaded", tls_errors)
+                done, stamp = await asyncio.to_thread(self._reconcile, by)
             except ConfigRefused as exc:
                 self.last_rejected = {
                     "at": now_iso(),
@@ -547,7 +536,11 @@ class Server:
             self._remember(done.directory)
             self.throttle.limits = login_limits(done.config.site)
             self._configure_pop3(done.config.site)
-            warnings = self.listeners.reload_certificates()
+            warnings: list[str] = []
+            if stamp != self._tls_stamp:
+                # A renewed certificate (or new TLS settings): new handshakes use it.
+                warnings = self.listeners.reload_certificates()
+                self._tls_stamp = stamp
             listener_errors: list[str] = []
             try:
                 changed = await self.listeners.sync(done.config.site, done.config.root)
@@ -569,11 +562,13 @@ class Server:
                 self._applied = done.result.generation  # with its snapshot, for the next diff
             elapsed = (time.monotonic() - started) * 1000
             log.info(
-                "reload applied by=%s generation=%d changes=%d files_parsed=%d ms=%.1f",
+                "reload applied by=%s generation=%d changes=%d files_parsed=%d incremental=%s "
+                "ms=%.1f",
                 by,
                 self.generation.number,
                 len(done.plan.changes),
                 done.parsed_files,
+                done.incremental,
                 elapsed,
             )
             for line in changed:
@@ -589,8 +584,32 @@ class Server:
                 "listener_errors": listener_errors,
                 "warnings": warnings,
                 "files_parsed": done.parsed_files,
+                "incremental": done.incremental,
                 "ms": round(elapsed, 1),
             }
+
+    def _reconcile(self, by: str) -> tuple[Reconciled, tuple[Any, ...]]:
+        """The worker thread's whole share of a reload, in one hop off the event loop.
+
+        The certificates are loaded again only when a TLS file or setting
+        changed: every reload of a busy server otherwise re-reads and parses
+        each key, and each extra hop to a thread waits for the event loop's
+        turn with the GIL.
+        """
+        done = reconcile(
+            self.config.root,
+            self.data_root,
+            self.load_cache,
+            by,
+            self._applied,
+            self._directory,
+        )
+        stamp = tls_stamp(done.config.site, done.config.root)
+        if stamp != self._tls_stamp:
+            tls_errors = check_tls(done.config.site, done.config.root, self.listeners.loaded())
+            if tls_errors:
+                raise ConfigRefused("a TLS certificate cannot be loaded", tls_errors)
+        return done, stamp
 
     def status(self) -> dict[str, Any]:
         gen = self.generation
@@ -697,6 +716,19 @@ def raise_open_files() -> None:
     if soft < wanted:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def tls_stamp(site: Site, root: Path) -> tuple[Any, ...]:
+    """What the TLS contexts were loaded from: each pair's paths, times and sizes."""
+    out: list[Any] = []
+    for pair in sorted({s.tls for s in specs(site, root) if s.tls}):
+        for path in pair:
+            try:
+                st = path.stat()
+                out.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append((str(path), None))
+    return tuple(out)
 
 
 def loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
