@@ -1,4 +1,4 @@
-"""Where mail for a domain goes: MX hosts in order, and the addresses of each host.
+"""DNS for the whole server: where mail goes (MX, addresses), and the records trust needs.
 
 Input: a domain (A-label, or a literal such as `[192.0.2.1]`) and the site's
 DNS servers (`host[:port]`; none means the system resolver). Output: the
@@ -10,6 +10,14 @@ the caller can tell a bounce from a retry:
 - SERVFAIL, REFUSED, a timeout, no server answering -> DnsTemporary (retry).
 A domain without MX records is its own mail host (the implicit MX of
 RFC 5321 §5.1). A literal goes straight to its IP, no DNS involved.
+
+For SPF, DKIM, DMARC, ARC, MTA-STS and DANE (mailplat.trust): txt(),
+records() and tlsa(). Those say "nothing there" as an empty list, whether
+the name does not exist or has no such record, and raise DnsTemporary when
+DNS cannot tell now. tlsa() also says whether the upstream resolver
+validated the answer (the DNSSEC AD bit), which DANE requires.
+A Resolver made with cache=True keeps answers, positive and negative, for
+their TTL, so the same sender's records are not asked for again per message.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from itertools import groupby
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -71,10 +80,12 @@ class Resolver:
         servers: Sequence[str] = (),
         timeout: float = 10.0,
         rng: random.Random | None = None,
+        cache: bool = False,
     ) -> None:
         self.servers = list(servers)
         self.timeout = timeout
         self.rng = rng or random.Random()
+        self.cache = cache
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._lock = asyncio.Lock()
 
@@ -93,6 +104,10 @@ class Resolver:
             # temporary failure, not a worker stuck for the remote timeout.
             res.lifetime = self.timeout
             res.timeout = self.timeout
+            # RFC 6840 §5.7: ask a validating resolver to say whether it validated.
+            res.flags = dns.flags.RD | dns.flags.AD
+            if self.cache:
+                res.cache = dns.resolver.Cache()
             self._resolver = res
             return res
 
@@ -113,6 +128,56 @@ class Resolver:
             raise DnsPermanent(f"{name}: not a valid domain name", "5.1.2") from exc
         except dns.exception.DNSException as exc:
             raise DnsTemporary(f"{name}: DNS error: {exc}", "4.4.3") from exc
+
+    async def records(self, name: str, rdtype: str) -> list[str]:
+        """The records of a name as text ([] when there are none); raises DnsTemporary.
+
+        A name that does not exist and a name without such records are both
+        "nothing" here: SPF's void lookups and DMARC's discovery count them alike.
+        """
+        answer = await self._soft(name, rdtype)
+        if answer is None:
+            return []
+        kind = dns.rdatatype.from_text(rdtype)
+        return [r.to_text() for r in answer if r.rdtype == kind]
+
+    async def txt(self, name: str) -> list[str]:
+        """TXT records of a name, each one's strings joined (RFC 7208 §3.3); [] for none."""
+        answer = await self._soft(name, "TXT")
+        if answer is None:
+            return []
+        return [
+            b"".join(r.strings).decode("utf-8", "replace")
+            for r in answer
+            if r.rdtype == dns.rdatatype.TXT
+        ]
+
+    async def tlsa(self, name: str) -> tuple[list[tuple[int, int, int, bytes]], bool]:
+        """TLSA records (usage, selector, matching type, data) and whether they were validated.
+
+        Only an answer with the AD bit from the upstream resolver counts as
+        validated (RFC 7672 §2.1); DANE ignores records that are not.
+        """
+        answer = await self._soft(name, "TLSA")
+        if answer is None:
+            return [], False
+        found = [
+            (int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert))
+            for r in answer
+            if r.rdtype == dns.rdatatype.TLSA
+        ]
+        return found, bool(answer.response.flags & dns.flags.AD)
+
+    async def validated(self, name: str, rdtype: str) -> bool:
+        """True when the upstream resolver validated this RRset (AD bit); raises DnsTemporary."""
+        answer = await self._soft(name, rdtype)
+        return answer is not None and bool(answer.response.flags & dns.flags.AD)
+
+    async def _soft(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
+        try:
+            return await self._query(name, rdtype)
+        except DnsPermanent:
+            return None
 
     async def mx(self, domain: str) -> list[str]:
         """Hosts that receive mail for `domain`, best first; raises DnsError.

@@ -33,6 +33,7 @@ from mailplat.auth.logins import Logins, Outcome
 from mailplat.auth.memory import ExpiringMemory, PopBeforeSmtp
 from mailplat.auth.throttle import Limits, LoginThrottle
 from mailplat.config.directory import Directory, MailboxEntry
+from mailplat.config.dkimkeys import check_dkim_keys
 from mailplat.config.load import LoadCache, SiteConfig
 from mailplat.config.models.site import Server as ServerSettings
 from mailplat.config.models.site import Site
@@ -202,6 +203,18 @@ def drop_privileges(account: RunAs) -> None:
     log.info("privileges dropped user=%s uid=%d gid=%d", account.user, account.uid, account.gid)
 
 
+def check_keys(config: SiteConfig) -> None:
+    """StartError naming the first DKIM key that is missing or unusable (and how many more)."""
+    problems = check_dkim_keys(config)
+    if not problems:
+        return
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise StartError(
+        f"cannot start: {problems[0].summary}{more}; DKIM keys are files on this host, not in "
+        f"git: create them with `mailplat dkim keygen {config.root}` or fix key_file"
+    )
+
+
 def refuse_root(site: Site, root_dir: Path, account: RunAs | None) -> None:
     """Root on a real site (ports below 1024) must have somewhere to drop to."""
     if account is not None or os.geteuid() != 0:
@@ -353,7 +366,9 @@ class Server:
         """A resolver for the current dns_servers (rebuilt when a reload changes them)."""
         servers = tuple(self._directory.site.server.dns_servers)
         if self._resolver is None or self._resolver_servers != servers:
-            self._resolver = Resolver(servers, timeout=DNS_CHECK_TIMEOUT)
+            # Cached per TTL: SPF, DKIM and DMARC ask the same names for every
+            # message of a sender; the cache is what keeps verification cheap.
+            self._resolver = Resolver(servers, timeout=DNS_CHECK_TIMEOUT, cache=True)
             self._resolver_servers = servers
         return self._resolver
 
@@ -407,6 +422,7 @@ class Server:
         site = self._directory.site
         report: RecoveryReport | None = None
         try:
+            check_keys(self.config)
             refuse_root(site, self.config.root, self.run_as)
             await self.listeners.sync(site, self.config.root)
             if self.run_as is not None:
@@ -482,6 +498,11 @@ class Server:
                 tls_errors = await asyncio.to_thread(check_tls, done.config.site, done.config.root)
                 if tls_errors:
                     raise ConfigRefused("a TLS certificate cannot be loaded", tls_errors)
+                key_errors = await asyncio.to_thread(check_dkim_keys, done.config)
+                if key_errors:
+                    raise ConfigRefused(
+                        "a DKIM key cannot be loaded", [str(d).split("\n")[0] for d in key_errors]
+                    )
             except ConfigRefused as exc:
                 self.last_rejected = {
                     "at": now_iso(),
