@@ -29,6 +29,12 @@ when it is claimed, before any lane sees it) is quarantined once by the
 spool, which logs it and leaves the sender's notice to the MTA agent; it is
 never retried.
 
+Signing. A message from one of our domains that declares `dkim:` is signed
+just before its first attempt, after every header change (trust/signing.py
+picks the domain); the signed bytes are shared by all its destinations. A
+declared key that cannot be read defers the message (4.7.0), never sends it
+unsigned.
+
 Durability. DSNs are injected (fsynced into the spool) before the record is
 rewritten or removed, and the record is rewritten only after the remote's
 reply. A crash anywhere repeats work (a duplicate delivery or notice, logged
@@ -69,6 +75,7 @@ from mailplat.message import dsn
 from mailplat.spool import history
 from mailplat.spool.api import Damaged, SpoolBackend
 from mailplat.spool.faults import fault
+from mailplat.trust.signing import KeyProblem, Signers
 
 log = logging.getLogger("mailplat.outbound")
 
@@ -92,6 +99,7 @@ class _Work:
     msg_id: str
     left: int = 0
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    signed: bytes | None = None  # the message with its DKIM signatures, made once
 
 
 @dataclass
@@ -143,6 +151,7 @@ class OutboundDelivery(Worker):
         self._sem_size = 0
         self._resolver: Resolver | None = None
         self._resolver_key: tuple[tuple[str, ...], float] | None = None
+        self.signers = Signers()
         self.delivered = 0
         self.bounced = 0
         self.deferred = 0
@@ -333,7 +342,12 @@ class OutboundDelivery(Worker):
         site = self.directory().site
         env = item.work.env
         rcpts = item.rcpts
-        data = self.spool.read_message(item.work.msg_id)
+        try:
+            data = self._signed(item.work)
+        except KeyProblem as exc:
+            # Unsigned mail from a domain that signs would fail DMARC: wait for the key.
+            log.error("outbound dkim-key id=%s why=%s", env.trace_id, exc)
+            return dict.fromkeys(rcpts, local_outcome("deferred", "4.7.0", str(exc)))
         limit_kb = site.delivery.max_outbound_size_kb
         if limit_kb and len(data) > limit_kb * 1024:
             too_big = local_outcome(
@@ -399,6 +413,14 @@ class OutboundDelivery(Worker):
         else:
             lane.dead = local_outcome("deferred", status, last)
         return dict.fromkeys(rcpts, lane.dead)
+
+    def _signed(self, work: _Work) -> bytes:
+        """The message as it goes on the wire: DKIM-signed as the very last step, once."""
+        if work.signed is None:
+            data = self.spool.read_message(work.msg_id)
+            signer = self.signers.for_message(self.directory(), work.env.mail_from, data)
+            work.signed = data if signer is None else signer.sign(data)
+        return work.signed
 
     async def _hosts(self, lane: _Lane, dest: Destination, site: Site) -> list[str]:
         if lane.hosts is None:
