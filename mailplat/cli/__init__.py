@@ -35,6 +35,8 @@ COMMAND_MODULES = (
     "queue",
     "tls",
     "trace",
+    "dkim",
+    "dns",
 )
 
 

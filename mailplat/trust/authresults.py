@@ -57,7 +57,9 @@ def header(
     if not dkim_results:
         parts.append("dkim=none")
     for r in dkim_results:
-        props = f"header.d={_value(r.domain or 'unknown')} header.s={_value(r.selector or 'unknown')}"
+        props = (
+            f"header.d={_value(r.domain or 'unknown')} header.s={_value(r.selector or 'unknown')}"
+        )
         if r.algorithm:
             props += f" header.a={_value(r.algorithm)}"
         if r.b:
@@ -84,8 +86,8 @@ def authserv_id_of(value: str) -> str:
     """The authserv-id an Authentication-Results value starts with (before `;`)."""
     first = value.split(";", 1)[0]
     # Comments may stand around it (RFC 8601 §2.2): drop them, then the optional version.
-    first = re.sub(r"\([^)]*\)", " ", first).split()
-    return first[0].lower() if first else ""
+    words = re.sub(r"\([^)]*\)", " ", first).split()
+    return words[0].lower() if words else ""
 
 
 def strip_ours(data: bytes, authserv_id: str) -> tuple[bytes, int]:

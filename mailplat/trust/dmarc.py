@@ -165,7 +165,9 @@ def judge(
     )
     dkim_ok = [r for r in dkim_results if r.passed and aligned(r.domain, domain, record.adkim)]
     if dkim_ok:
-        return Result("pass", domain, "none", published, f"aligned DKIM {dkim_ok[0].domain}", record)
+        return Result(
+            "pass", domain, "none", published, f"aligned DKIM {dkim_ok[0].domain}", record
+        )
     if spf_ok and spf_result is not None:
         return Result("pass", domain, "none", published, f"aligned SPF {spf_result.domain}", record)
     # A check that could not run might have passed: say so rather than fail it.

@@ -90,14 +90,12 @@ async def check_spf(
         except TimeoutError:
             return spf.Result("temperror", f"SPF of {domain} took over {budget:g}s", domain)
 
-    helo_task = (
-        run(helo_domain, f"postmaster@{helo_domain}") if helo_domain is not None else None
-    )
+    helo_task = run(helo_domain, f"postmaster@{helo_domain}") if helo_domain is not None else None
     if sender:
         domain = sender.rsplit("@", 1)[-1]
         if helo_task is not None:
-            mailfrom, helo_result = await asyncio.gather(run(domain, sender), helo_task)
-            return SpfVerdict(mailfrom, helo_result, sender)
+            mailfrom, helo_found = await asyncio.gather(run(domain, sender), helo_task)
+            return SpfVerdict(mailfrom, helo_found, sender)
         return SpfVerdict(await run(domain, sender), None, sender)
     # RFC 7208 §2.4: the null sender's MAIL FROM identity is postmaster@HELO.
     helo_result = await helo_task if helo_task is not None else None
@@ -153,7 +151,9 @@ async def check_message(
     """DKIM, ARC and DMARC, then the decision; never longer than the time budget."""
     try:
         async with asyncio.timeout(auth.time_budget_seconds):
-            return await _check(resolver, data, client, spf_verdict, auth, rules, host_name, is_local)
+            return await _check(
+                resolver, data, client, spf_verdict, auth, rules, host_name, is_local
+            )
     except TimeoutError:
         log.info(
             "trust budget-exceeded peer=%s from=%s seconds=%g",
