@@ -321,7 +321,10 @@ def _check(checker: dkimpy.DKIM, index: int, base: Result, keys: KeyCache) -> Re
             return _with(base, "policy", "key too small")
         return _with(base, "permerror", f"bad key: {why}")
     except dkimpy.DKIMException as exc:
-        return _with(base, "permerror", str(exc))
+        why = str(exc)
+        if why.startswith("body hash mismatch"):
+            return _with(base, "fail", "body hash mismatch")  # the body changed on the way
+        return _with(base, "permerror", why[:100])
     except Exception as exc:  # dkimpy on hostile input: never our crash
         return _with(base, "permerror", f"unparsable signature: {type(exc).__name__}")
     if ok:
