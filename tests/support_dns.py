@@ -125,8 +125,8 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
             reply.add_answer(RR(qname + ".", getattr(QTYPE, qtype), rdata=rdata, ttl=zone.ttl))
         if not rdatas and qname not in zone.names:
             reply.header.rcode = RCODE.NXDOMAIN
-        if qname in zone.validated:
-            reply.header.ad = 1
+        # dnslib's reply() copies the query's flags: AD only where the test says validated.
+        reply.header.ad = 1 if qname in zone.validated else 0
         return reply
 
 
