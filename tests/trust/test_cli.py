@@ -170,3 +170,17 @@ def test_dns_says_unknown_when_dns_fails(tmp_path: Path, dns: DnsServer, zone: Z
     site = site_with(tmp_path, site={"server": {"dns_servers": [dns.address]}})
     got = records(run("dns", site, "--json"))
     assert got[("example.test", "MX")]["status"] == "unknown"
+
+
+def test_plan_says_which_selector_signs_during_a_rotation(tmp_path: Path) -> None:
+    from tests.fixtures.clirun import run as run_config
+
+    old = {"keys": [{"selector": "rsa1"}, {"selector": "rsa2", "sign": False}]}
+    site = site_with(tmp_path, old)
+    data = tmp_path / "data"
+    assert run_config("apply", site, "--yes", "--data", data).exit_code == 0
+    new = {"keys": [{"selector": "rsa1", "sign": False}, {"selector": "rsa2"}]}
+    site_with(tmp_path, new)
+    result = run_config("plan", site, "--data", data)
+    assert result.exit_code == 2
+    assert "DKIM: signs with rsa2 (was: rsa1); published, not signing yet: rsa1" in result.stdout
