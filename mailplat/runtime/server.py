@@ -58,6 +58,7 @@ from mailplat.spool.replay import RecoveryReport
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
+from mailplat.trust import inbound as trust_inbound
 
 log = logging.getLogger("mailplat.server")
 
@@ -431,6 +432,8 @@ class Server:
             report = await asyncio.to_thread(self.spool.open)
             # The dummy hash exists before the first login, or that one would be slower.
             await asyncio.to_thread(passwords.warm_up)
+            if site.authentication.verify:
+                await asyncio.to_thread(trust_inbound.warm_up)
             log.info("spool opened %s", report)
             self.agent.poll_seconds = float(site.delivery.queue_poll_seconds)
             self._tasks.append(asyncio.create_task(self.agent.run(), name="mta"))

@@ -18,7 +18,7 @@ import dkim as dkimpy
 
 from mailplat.dns.resolver import Resolver
 from mailplat.trust.dkim import QUIET, KeyCache, key_name, signature_tags
-from mailplat.trust.fields import split
+from mailplat.trust.fields import Message, split
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +35,14 @@ def _instance(tags: dict[str, str]) -> int:
 
 
 async def verify(
-    data: bytes, resolver: Resolver, min_rsa_bits: int = 1024, keys: KeyCache | None = None
+    data: bytes,
+    resolver: Resolver,
+    min_rsa_bits: int = 1024,
+    keys: KeyCache | None = None,
+    message: Message | None = None,
 ) -> Result:
-    message = split(data)
+    """The chain's verdict; `message` is `data` already split, when the caller has it."""
+    message = message or split(data)
     seals = signature_tags(message, "arc-seal")
     if not seals and not message.get_all("arc-message-signature"):
         return Result("none", reason="not ARC sealed")

@@ -15,7 +15,7 @@ import re
 
 from mailplat.message.headers import header_block
 from mailplat.trust import arc, dkim, dmarc, spf
-from mailplat.trust.fields import split
+from mailplat.trust.fields import Message, split
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+$")
 
@@ -90,12 +90,13 @@ def authserv_id_of(value: str) -> str:
     return words[0].lower() if words else ""
 
 
-def strip_ours(data: bytes, authserv_id: str) -> tuple[bytes, int]:
+def strip_ours(data: bytes, authserv_id: str, message: Message | None = None) -> tuple[bytes, int]:
     """The message without Authentication-Results fields claiming `authserv_id`; how many."""
     ours = authserv_id.lower()
-    if b"authentication-results" not in header_block(data).lower():
-        return data, 0  # the usual case, found in C
-    message = split(data)
+    if message is None:
+        if b"authentication-results" not in header_block(data).lower():
+            return data, 0  # the usual case, found in C
+        message = split(data)
     claimed = [
         f
         for f in message.fields

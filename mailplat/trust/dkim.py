@@ -272,7 +272,10 @@ class KeyCache:
             # RFC 6376 §3.6.2.2: one key record; several make the key unusable.
             self.answers[name] = texts[0].encode() if len(texts) == 1 else None
 
-        await asyncio.gather(*(one(n) for n in wanted))
+        if len(wanted) == 1:
+            await one(wanted[0])  # the usual case: no task to make
+        else:
+            await asyncio.gather(*(one(n) for n in wanted))
 
     def dnsfunc(self, name: bytes | str, timeout: float = 5) -> bytes | None:
         """dkimpy's DNS hook, answered from what was fetched (never a query of its own)."""
@@ -285,10 +288,13 @@ def key_name(tags: dict[str, str]) -> str:
 
 
 async def verify(
-    data: bytes, resolver: Resolver, min_rsa_bits: int = 1024, keys: KeyCache | None = None
+    data: bytes | Message,
+    resolver: Resolver,
+    min_rsa_bits: int = 1024,
+    keys: KeyCache | None = None,
 ) -> list[Result]:
-    """A Result for every DKIM-Signature of the message, in header order."""
-    message = split(data)
+    """A Result for every DKIM-Signature of the message (bytes, or already split)."""
+    message = data if isinstance(data, Message) else split(data)
     fields = message.get_all("dkim-signature")
     if not fields:
         return []

@@ -16,6 +16,7 @@ with the sender's text.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -199,14 +200,22 @@ def _prefix(text: str, most: int) -> int:
 
 
 def _in(ip: Ip, address: str, v4: int | None, v6: int | None) -> bool:
-    try:
-        other = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if other.version != ip.version:
-        return False
     length = (v4 if v4 is not None else 32) if ip.version == 4 else (v6 if v6 is not None else 128)
-    return ip in ipaddress.ip_network(f"{other}/{length}", strict=False)
+    net = _network(address, length)
+    return net is not None and net.version == ip.version and ip in net
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(
+    text: str, length: int | None = None
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """A record's address or range, parsed once (the same records come with every message)."""
+    try:
+        if length is None:
+            return ipaddress.ip_network(text, strict=False)
+        return ipaddress.ip_network(f"{ipaddress.ip_address(text)}/{length}", strict=False)
+    except ValueError:
+        return None
 
 
 async def _matches(check: _Check, domain: str, mech: str, arg: str) -> bool:
@@ -218,10 +227,9 @@ async def _matches(check: _Check, domain: str, mech: str, arg: str) -> bool:
     if mech in ("ip4", "ip6"):
         if not arg.startswith(":"):
             raise _PermError(f"{mech} needs an address")
-        try:
-            net = ipaddress.ip_network(arg[1:], strict=False)
-        except ValueError:
-            raise _PermError(f"bad {mech} network {arg[1:]!r}") from None
+        net = _network(arg[1:])
+        if net is None:
+            raise _PermError(f"bad {mech} network {arg[1:]!r}")
         if (mech == "ip4") != (net.version == 4):
             raise _PermError(f"{mech} with an IPv{net.version} network")
         return net.version == ip.version and ip in net
