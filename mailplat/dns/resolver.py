@@ -16,8 +16,10 @@ records() and tlsa(). Those say "nothing there" as an empty list, whether
 the name does not exist or has no such record, and raise DnsTemporary when
 DNS cannot tell now. tlsa() also says whether the upstream resolver
 validated the answer (the DNSSEC AD bit), which DANE requires.
-A Resolver made with cache=True keeps answers, positive and negative, for
-their TTL, so the same sender's records are not asked for again per message.
+A Resolver made with cache=True keeps the answers of those three, positive
+(for their TTL) and negative (a minute), so the same sender's records are
+not asked for again per message; MX, address, PTR and DNSBL lookups are
+never cached here.
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ class Resolver:
         self.timeout = timeout
         self.rng = rng or random.Random()
         self.cache = cache
-        # (name, type) -> (expires at, answer or None for "nothing there"): in front of
-        # dnspython's own cache, whose hit still costs a tenth of a millisecond.
+        # (name, type) -> (expires at, answer or None for "nothing there"); ours, not
+        # dnspython's Cache, whose hit still costs a tenth of a millisecond.
         self._answers: dict[tuple[str, str], tuple[float, dns.resolver.Answer | None]] = {}
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._lock = asyncio.Lock()
@@ -113,8 +115,6 @@ class Resolver:
             res.timeout = self.timeout
             # RFC 6840 §5.7: ask a validating resolver to say whether it validated.
             res.flags = dns.flags.RD | dns.flags.AD
-            if self.cache:
-                res.cache = dns.resolver.Cache()
             self._resolver = res
             return res
 

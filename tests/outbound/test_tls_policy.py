@@ -229,4 +229,3 @@ async def test_tlsa_not_validated_by_dnssec_is_ignored(harness: Harness) -> None
     await harness.queue(["bob@dest.test"])
     await harness.outbound.drain()
     assert len(mx1.got) == 1
-

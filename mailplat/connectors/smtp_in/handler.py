@@ -312,13 +312,12 @@ class InboundHandler:
                 )
                 return replies.S552_MAILBOX_FULL
         junk = ""
-        auth_fields = ""
+        summary: dict[str, str] | None = None
         if self._verifies(session, directory):
             verdict = await self._authenticate(session, tx, raw)
             if verdict.reply is not None:
                 return verdict.reply
-            raw, junk = verdict.data, verdict.junk
-            auth_fields = " " + " ".join(f"{k}={v}" for k, v in verdict.summary.items())
+            raw, junk, summary = verdict.data, verdict.junk, verdict.summary
         elif self.kind == "smtp" and session.login_key is None:
             # RFC 8601 §5: only we may write results in our host's name.
             raw, _ = strip_ours(raw, directory.site.server.host_name)
@@ -354,15 +353,23 @@ class InboundHandler:
             log.error("smtp spool-full id=%s why=%s", trace_id, exc)
             return replies.S452_NO_SPACE
         log.info(
-            "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d%s%s",
+            "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d",
             queue_id,
             session.peer_ip,
             env.mail_from or "<>",
             len(rcpts),
             len(raw),
-            auth_fields,
-            " junk=yes" if junk else "",
         )
+        if summary is not None:
+            log.info(
+                "smtp auth-results id=%s spf=%s dkim=%s dmarc=%s arc=%s junk=%s",
+                queue_id,
+                summary.get("spf", ""),
+                summary.get("dkim", ""),
+                summary.get("dmarc", ""),
+                summary.get("arc", ""),
+                "yes" if junk else "no",
+            )
         return f"250 2.0.0 OK queued as {queue_id}"
 
     # -- VRFY, EXPN, ETRN ----------------------------------------------------------
