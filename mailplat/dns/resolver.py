@@ -29,7 +29,7 @@ import ipaddress
 import random
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from itertools import groupby
 
 import dns.asyncresolver
@@ -95,6 +95,9 @@ class Resolver:
         # (name, type) -> (expires at, answer or None for "nothing there"); ours, not
         # dnspython's Cache, whose hit still costs a tenth of a millisecond.
         self._answers: dict[tuple[str, str], tuple[float, dns.resolver.Answer | None]] = {}
+        # Results computed from cached answers (SPF), each kept until the earliest
+        # expiry of the answers it rests on; owned by the callers, dropped with us.
+        self.derived: dict[Hashable, tuple[float, object]] = {}
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._lock = asyncio.Lock()
 
@@ -179,6 +182,11 @@ class Resolver:
         """True when the upstream resolver validated this RRset (AD bit); raises DnsTemporary."""
         answer = await self._soft(name, rdtype)
         return answer is not None and bool(answer.response.flags & dns.flags.AD)
+
+    def cached_until(self, name: str, rdtype: str) -> float:
+        """When the cached answer for (name, type) expires; 0 when none is cached."""
+        hit = self._answers.get((name.lower(), rdtype))
+        return hit[0] if hit is not None else 0.0
 
     async def _soft(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
         key = (name.lower(), rdtype)

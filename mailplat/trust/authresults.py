@@ -28,8 +28,11 @@ def _value(text: str) -> str:
     return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_NOT_IN_COMMENT = re.compile(r"[\x00-\x1f()\\\x7f]")
+
+
 def _comment(text: str) -> str:
-    clean = "".join(c for c in text if c >= " " and c not in "()\\\x7f")[:120].strip()
+    clean = _NOT_IN_COMMENT.sub("", text)[:120].strip()
     return f" ({clean})" if clean else ""
 
 

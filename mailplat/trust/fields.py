@@ -9,6 +9,7 @@ back exactly, so a field can be removed or added without touching the rest.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.utils import getaddresses
 
@@ -67,9 +68,16 @@ def split(data: bytes) -> Message:
     return Message(tuple(fields), b"", False)
 
 
+_SIMPLE_FROM = re.compile(r'^(?:[^<>@",;:()]*<)?[^<>@\s",;:()]+@([A-Za-z0-9.-]+)>?$')
+
+
 def from_domains(message: Message) -> list[str]:
     """The domains of the From: addresses (RFC 7489 §6.6.1 wants exactly one)."""
     values = [f.value for f in message.get_all("from")]
+    if len(values) == 1:
+        simple = _SIMPLE_FROM.match(values[0].strip())
+        if simple:  # `Name <a@b>` or `a@b`: the usual case, without the full parser
+            return [simple.group(1).rstrip(".").lower()]
     out: list[str] = []
     for _, addr in getaddresses(values):
         if "@" in addr:

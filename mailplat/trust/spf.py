@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -62,6 +63,11 @@ class _Check:
     lookups: int = 0
     void: int = 0
     trail: list[str] = field(default_factory=list)
+    # The earliest expiry of the cached answers this result rests on (0: not cached).
+    valid_until: float = float("inf")
+
+    def rests_on(self, name: str, rdtype: str) -> None:
+        self.valid_until = min(self.valid_until, self.resolver.cached_until(name, rdtype))
 
     def count(self) -> None:
         self.lookups += 1
@@ -77,32 +83,58 @@ class _Check:
 
     async def query(self, name: str, rdtype: str) -> list[str]:
         try:
-            return await self.resolver.records(name, rdtype)
+            found = await self.resolver.records(name, rdtype)
         except DnsTemporary as exc:
             raise _TempError(str(exc)) from exc
+        self.rests_on(name, rdtype)
+        return found
+
+
+_MEMO_SIZE = 10_000
 
 
 async def check_host(
     resolver: Resolver, ip: str, domain: str, sender: str, helo: str = ""
 ) -> Result:
-    """RFC 7208 §4: the SPF result for `domain` (checked for `sender`) and client `ip`."""
+    """RFC 7208 §4: the SPF result for `domain` (checked for `sender`) and client `ip`.
+
+    With a caching Resolver the same question within its answers' TTLs is
+    answered from memory: the result cannot differ until one of them expires.
+    """
+    # A result stays valid exactly as long as every cached answer it came from.
+    memo = resolver.derived
+    key = ("spf", ip, domain.lower(), sender.lower(), helo.lower())
+    hit = memo.get(key)
+    if hit is not None and hit[0] > time.time() and isinstance(hit[1], Result):
+        return hit[1]
+    result, valid_until = await _check_host(resolver, ip, domain, sender, helo)
+    if resolver.cache and valid_until > time.time() and result.result != "temperror":
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[key] = (valid_until, result)
+    return result
+
+
+async def _check_host(
+    resolver: Resolver, ip: str, domain: str, sender: str, helo: str
+) -> tuple[Result, float]:
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
-        return Result("permerror", f"not an IP address: {ip}", domain)
+        return Result("permerror", f"not an IP address: {ip}", domain), 0.0
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped  # RFC 7208 §5: an IPv4 client on an IPv6 socket
     domain = domain.rstrip(".").lower()
     if not _valid_domain(domain):
-        return Result("none", f"{domain!r} is not a domain SPF can check", domain)
+        return Result("none", f"{domain!r} is not a domain SPF can check", domain), 0.0
     check = _Check(addr, sender or f"postmaster@{domain}", helo, resolver)
     try:
         result, why = await _evaluate(check, domain, top=True)
     except _TempError as exc:
-        return Result("temperror", str(exc), domain)
+        return Result("temperror", str(exc), domain), 0.0
     except _PermError as exc:
-        return Result("permerror", str(exc), domain)
-    return Result(result, why, domain)
+        return Result("permerror", str(exc), domain), check.valid_until
+    return Result(result, why, domain), check.valid_until
 
 
 def _valid_domain(domain: str) -> bool:
@@ -116,6 +148,7 @@ async def _record(check: _Check, domain: str) -> str | None:
         texts = await check.resolver.txt(domain)
     except DnsTemporary as exc:
         raise _TempError(str(exc)) from exc
+    check.rests_on(domain, "TXT")
     found = [t for t in texts if t.lower() == "v=spf1" or t.lower().startswith("v=spf1 ")]
     if len(found) > 1:
         raise _PermError(f"{domain} publishes {len(found)} SPF records (RFC 7208 §4.5)")
@@ -285,6 +318,7 @@ async def _ptr_matches(check: _Check, target: str) -> bool:
             forward = await check.resolver.records(name, rdtype)
         except DnsTemporary:
             continue  # §5.5: a failed forward lookup just skips this name
+        check.rests_on(name, rdtype)
         if any(_in(check.ip, a, None, None) for a in forward):
             return True
     return False
