@@ -352,18 +352,25 @@ class InboundHandler:
         except TemporaryFailure as exc:
             log.error("smtp spool-full id=%s why=%s", trace_id, exc)
             return replies.S452_NO_SPACE
-        log.info(
-            "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d",
-            queue_id,
-            session.peer_ip,
-            env.mail_from or "<>",
-            len(rcpts),
-            len(raw),
-        )
-        if summary is not None:
+        if summary is None:
             log.info(
-                "smtp auth-results id=%s spf=%s dkim=%s dmarc=%s arc=%s junk=%s",
+                "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d",
                 queue_id,
+                session.peer_ip,
+                env.mail_from or "<>",
+                len(rcpts),
+                len(raw),
+            )
+        else:
+            # One line with the verdicts (not a second record: this is the hot path).
+            log.info(
+                "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d spf=%s dkim=%s "
+                "dmarc=%s arc=%s junk=%s",
+                queue_id,
+                session.peer_ip,
+                env.mail_from or "<>",
+                len(rcpts),
+                len(raw),
                 summary.get("spf", ""),
                 summary.get("dkim", ""),
                 summary.get("dmarc", ""),
