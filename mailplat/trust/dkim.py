@@ -321,6 +321,9 @@ async def verify(
                 out.append(_check(message, field_.raw, tags, record, base, min_rsa_bits, bodies))
             except _Verdict as verdict:
                 out.append(_with(base, verdict.result, verdict.reason))
+            except Exception as exc:  # hostile input must never become our 451
+                log.info("trust dkim-unparsable d=%s why=%s", domain, type(exc).__name__)
+                out.append(_with(base, "permerror", "unparsable signature"))
     return out
 
 

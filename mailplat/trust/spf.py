@@ -134,6 +134,9 @@ async def _check_host(
         return Result("temperror", str(exc), domain), 0.0
     except _PermError as exc:
         return Result("permerror", str(exc), domain), check.valid_until
+    except (ValueError, IndexError, UnicodeError) as exc:
+        # A record no rule above foresaw: the sender's error, never our 451.
+        return Result("permerror", f"unreadable SPF record ({type(exc).__name__})", domain), 0.0
     return Result(result, why, domain), check.valid_until
 
 

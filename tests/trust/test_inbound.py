@@ -337,3 +337,26 @@ async def test_submission_is_not_checked(tmp_path: Path, dns: DnsServer) -> None
     bob = tmp_path / "data" / "postoffices" / "example" / "bob" / "new"
     (path,) = list(bob.glob("*"))
     assert b"Authentication-Results" not in path.read_bytes()
+
+
+async def test_hostile_authentication_headers_never_become_a_451(
+    tmp_path: Path, dns: DnsServer, zone: Zone
+) -> None:
+    zone.txt("sender.test", "v=spf1 ip4:127.0.0.1 exists:%{l1r+-}.x.test a:/0//0 ~all")
+    zone.txt("junk._domainkey.sender.test", "v=DKIM1; k=rsa; p=!!!notbase64")
+    zone.txt("_dmarc.sender.test", "v=DMARC1; p=none; pct=abc; adkim=q")
+    garbage = (
+        "DKIM-Signature: v=1; a=rsa-sha256; d=sender.test; s=junk; h=from; bh=@@; b=%%\r\n"
+        "DKIM-Signature: v=1; a=rsa-sha1; d=sender.test; s=junk; h=to; l=99999; bh=; b=\r\n"
+        "DKIM-Signature: ;;;===;\r\n"
+        "DKIM-Signature: v=1; d=\x7f\x01.test; s=\r\n"
+        "ARC-Seal: i=notanumber; a=rsa-sha256; cv=none; d=x.test; s=s; b=AAAA\r\n"
+        "ARC-Message-Signature: i=1; garbage\r\n"
+        "ARC-Authentication-Results: i=1; x.test; none\r\n"
+    )
+    site = trust_site(tmp_path, dns)
+    async with running(site, tmp_path / "data") as server:
+        await send(server.port("smtp"), mail(extra=garbage))
+        await wait_for(lambda: maildir_files(tmp_path / "data", *ALICE))
+    ar = auth_results(delivered(tmp_path / "data")[0])
+    assert "dkim=permerror" in ar and "dmarc=" in ar
