@@ -28,7 +28,15 @@ from mailplat.config.load import load_site
 from mailplat.core.errors import MailplatError
 from mailplat.dns.resolver import Resolver
 from mailplat.trust.keys import zone_line
-from mailplat.trust.records import DIFFERENT, MISSING, PRESENT, Checked, Report, check
+from mailplat.trust.records import (
+    DIFFERENT,
+    MISSING,
+    PRESENT,
+    UNKNOWN,
+    Checked,
+    Report,
+    check,
+)
 
 _MARK = {
     PRESENT: "[green]present  [/]",
@@ -85,8 +93,9 @@ def _print(report: Report) -> None:
         out.print(f"      {w.purpose}", markup=False, style="dim")
         if w.note:
             out.print(f"      note: {w.note}", markup=False, style="yellow")
-        if c.status in (DIFFERENT, "unknown") and c.found:
-            out.print(f"      DNS has: {'; '.join(c.found)[:300]}", markup=False, style="yellow")
+        if c.status in (DIFFERENT, UNKNOWN) and c.found:
+            label = "DNS has" if c.status == DIFFERENT else "DNS failed"
+            out.print(f"      {label}: {'; '.join(c.found)[:300]}", markup=False, style="yellow")
     if report.mta_sts_policy:
         out.print(
             "\nServe this MTA-STS policy as text/plain at https://mta-sts.<domain>/.well-known/mta-sts.txt:"

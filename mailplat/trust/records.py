@@ -282,7 +282,7 @@ async def check(config: SiteConfig, resolver: Resolver) -> Report:
     """Every wanted record with what DNS answers now; the PTRs of the host's addresses too."""
     records = list(await asyncio.gather(*(_ask(resolver, w) for w in wanted(config))))
     host = config.site.server.host_name
-    addresses = next((c.found for c in records if c.wanted.kind == "a"), ())
+    addresses = next((c.found for c in records if c.wanted.kind == "a" and c.status == PRESENT), ())
     ptrs = [
         Wanted(
             "",

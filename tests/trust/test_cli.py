@@ -167,9 +167,14 @@ def test_dns_exits_0_when_everything_is_published(
 
 def test_dns_says_unknown_when_dns_fails(tmp_path: Path, dns: DnsServer, zone: Zone) -> None:
     zone.servfail("example.test")
+    zone.servfail("mx.example.test")  # the host's own address cannot be known either
     site = site_with(tmp_path, site={"server": {"dns_servers": [dns.address]}})
-    got = records(run("dns", site, "--json"))
+    result = run("dns", site, "--json")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    got = records(result)
     assert got[("example.test", "MX")]["status"] == "unknown"
+    assert got[("mx.example.test", "A")]["status"] == "unknown"
+    assert not any(t == "PTR" for _, t in got)
 
 
 def test_plan_says_which_selector_signs_during_a_rotation(tmp_path: Path) -> None:
