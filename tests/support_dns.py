@@ -1,7 +1,9 @@
 """A real DNS server on 127.0.0.1 for outbound tests (dnslib, UDP and TCP on one port).
 
-Serves only what a test puts in its Zone: MX, A, AAAA, null MX (`MX 0 .`),
-SERVFAIL for chosen names, and slow answers (the handler thread sleeps before
+Serves only what a test puts in its Zone: MX, A, AAAA, PTR, TXT (long texts
+split in 255-octet strings), SRV, TLSA, null MX (`MX 0 .`), SERVFAIL for
+chosen names, answers flagged DNSSEC-validated (the AD bit a validating
+resolver sets), and slow answers (the handler thread sleeps before
 replying). A name the zone does not know is NXDOMAIN; a known name without
 the asked type is an empty NOERROR answer (NODATA). Nothing is forwarded: no
 query ever leaves the machine.
@@ -21,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dnslib import AAAA, MX, PTR, QTYPE, RCODE, RR, A
+from dnslib import AAAA, MX, PTR, QTYPE, RCODE, RR, SRV, TLSA, TXT, A
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 
@@ -33,6 +35,7 @@ class Zone:
     names: set[str] = field(default_factory=set)
     failing: set[str] = field(default_factory=set)
     delays: dict[str, float] = field(default_factory=dict)
+    validated: set[str] = field(default_factory=set)
     queries: list[tuple[str, str]] = field(default_factory=list)
     ttl: int = 60
 
@@ -61,6 +64,22 @@ class Zone:
         """Reverse DNS: the PTR record of an IPv4 address."""
         reverse = ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
         self._add(reverse, "PTR", PTR(name.rstrip(".") + "."))
+
+    def txt(self, name: str, text: str) -> None:
+        """One TXT record; a text over 255 octets becomes several strings, as DNS requires."""
+        raw = text.encode()
+        chunks = [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
+        self._add(name, "TXT", TXT(chunks))
+
+    def srv(self, name: str, priority: int, weight: int, port: int, target: str) -> None:
+        self._add(name, "SRV", SRV(priority, weight, port, target.rstrip(".") + "."))
+
+    def tlsa(self, name: str, usage: int, selector: int, mtype: int, data: bytes) -> None:
+        self._add(name, "TLSA", TLSA(usage, selector, mtype, data))
+
+    def secure(self, name: str) -> None:
+        """Answers for this name carry the AD bit (as from a DNSSEC-validating resolver)."""
+        self.validated.add(name.lower().rstrip("."))
 
     def exists(self, name: str) -> None:
         """A name with no records at all (NODATA for every type)."""
@@ -106,6 +125,8 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
             reply.add_answer(RR(qname + ".", getattr(QTYPE, qtype), rdata=rdata, ttl=zone.ttl))
         if not rdatas and qname not in zone.names:
             reply.header.rcode = RCODE.NXDOMAIN
+        # dnslib's reply() copies the query's flags: AD only where the test says validated.
+        reply.header.ad = 1 if qname in zone.validated else 0
         return reply
 
 
@@ -127,26 +148,28 @@ def _free_udp_tcp_port() -> int:
 class DnsServer:
     """The Zone served on 127.0.0.1:<port> over UDP and TCP, in daemon threads."""
 
-    def __init__(self, zone: Zone | None = None) -> None:
+    def __init__(self, zone: Zone | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Port 0 picks a free port; a fixed one (53, for tools that only speak to port 53
+        through /etc/resolv.conf) needs root and a loopback address of its own."""
         self.zone = zone or Zone()
+        self.host = host
+        self.fixed_port = port
         self.port = 0
         self._stop = threading.Event()
         self._servers: list[DNSServer] = []
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self) -> DnsServer:
         resolver = _Resolver(self.zone, self._stop)
         quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
         for attempt in range(5):
-            self.port = _free_udp_tcp_port()
+            self.port = self.fixed_port or _free_udp_tcp_port()
             try:
-                udp = DNSServer(resolver, port=self.port, address="127.0.0.1", logger=quiet)
-                tcp = DNSServer(
-                    resolver, port=self.port, address="127.0.0.1", tcp=True, logger=quiet
-                )
+                udp = DNSServer(resolver, port=self.port, address=self.host, logger=quiet)
+                tcp = DNSServer(resolver, port=self.port, address=self.host, tcp=True, logger=quiet)
             except OSError:
                 if attempt == 4:
                     raise

@@ -36,6 +36,8 @@ COMMAND_MODULES = (
     "queue",
     "tls",
     "trace",
+    "dkim",
+    "dns",
 )
 
 

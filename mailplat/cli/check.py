@@ -27,6 +27,7 @@ from mailplat.cli.console import (
     site_of,
 )
 from mailplat.config.directory import Directory
+from mailplat.config.dkimkeys import check_dkim_keys
 from mailplat.config.load import SiteConfig, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.reconcile.expect import ExpectReport, run_expectations
@@ -87,7 +88,8 @@ def validate(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Check SITE: YAML syntax, every key and type, cross-object rules, expect.yaml cases.
+    """Check SITE: YAML syntax, every key and type, cross-object rules, expect.yaml cases,
+    and that every declared DKIM key file exists on this host and is the declared kind.
 
     Every problem is reported at once with file:line:col (relative to the
     current directory) and a hint. A warning repeated many times prints once
@@ -95,6 +97,11 @@ def validate(
     Exit 0 when valid (warnings allowed), 1 on any error.
     """
     config, _, report = load_checked(site_of(site, site_opt), as_json, verbose)
+    # DKIM keys are files on this host: checked here and by serve, not by every load.
+    key_errors = check_dkim_keys(config)
+    if key_errors:
+        show_diagnostics([*config.warnings, *key_errors], to_json=as_json, verbose=verbose)
+        raise typer.Exit(EXIT_ERROR)
     n = counts(config)
     if as_json:
         emit_json(

@@ -118,6 +118,28 @@ def _dest(labels: tuple[str, ...]) -> str:
     return ", ".join(labels) if labels else "(nowhere)"
 
 
+def _signers(domain: Any) -> tuple[list[str], list[str]]:
+    """(selectors that sign, selectors only published) of a domain as the plan holds it."""
+    dkim = domain.get("dkim") if isinstance(domain, dict) else None
+    keys = dkim.get("keys", []) if isinstance(dkim, dict) else []
+    signing = [k["selector"] for k in keys if k.get("sign", True)]
+    return signing, [k["selector"] for k in keys if not k.get("sign", True)]
+
+
+def dkim_signing(change: Change) -> str:
+    """For a domain whose DKIM keys change: which selectors sign after it, and before."""
+    if change.kind != "domain" or not any(f.path.startswith("dkim") for f in change.fields):
+        return ""
+    now, published = _signers(change.after)
+    was, _ = _signers(change.before)
+    text = f"signs with {', '.join(now)}" if now else "does not sign"
+    if was != now:
+        text += f" (was: {', '.join(was) or 'not signing'})"
+    if published:
+        text += f"; published, not signing yet: {', '.join(published)}"
+    return text
+
+
 def render_plan(console: Console, plan: Plan, fx: Effects, applied: Generation | None) -> None:
     """The human plan: objects, effects, routing diff, summary line."""
     if applied is None:
@@ -139,6 +161,9 @@ def render_plan(console: Console, plan: Plan, fx: Effects, applied: Generation |
                 before = _short(_redact(f.before, f.path))
                 after = _short(_redact(f.after, f.path))
                 console.print(f"      {f.path}: {before} [yellow]→[/] {after}", highlight=False)
+            signing = dkim_signing(change)
+            if signing:
+                console.print(f"      [bold]DKIM:[/] {signing}", highlight=False)
         if len(plan.changes) > MAX_CHANGES:
             # Thousands of lines help nobody and rich takes seconds to lay them out.
             rest = Counter(f"{c.action} {c.kind}" for c in plan.changes[MAX_CHANGES:])

@@ -28,7 +28,14 @@ from mailplat.config.load import LoadCache, SiteConfig, data_root, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.runtime import logging as runtime_logging
 from mailplat.runtime.listeners import check_tls
-from mailplat.runtime.server import RunAs, Server, StartError, prepare_data_root, run_as
+from mailplat.runtime.server import (
+    RunAs,
+    Server,
+    StartError,
+    check_keys,
+    prepare_data_root,
+    run_as,
+)
 
 log = logging.getLogger("mailplat.server")
 
@@ -68,6 +75,7 @@ def _start(config: SiteConfig, root: Path, watch: bool, cache: LoadCache) -> Non
             f"in git: create them with `mailplat tls self-signed {config.root / 'tls'}` or "
             "point tls.cert/tls.key in site.yaml at your certificate"
         )
+    check_keys(config)  # a declared DKIM key missing on this host: one line, exit 1
     account = run_as(config.site.server)
     logs = config.site.logging
     log_dir = root / logs.directory

@@ -116,6 +116,9 @@ def _default_text(info: FieldInfo) -> str:
     if isinstance(value, BaseModel):
         dumped = value.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         return f"`{json.dumps(dumped)}`" if dumped else "(all defaults)"
+    if isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+        items = [v.model_dump(mode="json", by_alias=True, exclude_defaults=True) for v in value]
+        return f"`{json.dumps(items)}`"
     if value is None:
         return "none"
     if value == [] or value == {}:

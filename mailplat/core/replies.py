@@ -125,3 +125,13 @@ POP_AUTH_CANCELLED = "-ERR Authentication cancelled"
 POP_BAD_MECHANISM = "-ERR Unsupported authentication mechanism"
 POP_TLS_UNAVAILABLE = "-ERR STLS not available"
 POP_UPDATE_FAILED = "-ERR [SYS/TEMP] Some deleted messages were not removed"
+
+# Sender authentication (SPF RFC 7208 §8, DMARC RFC 7489 §6.6.3; codes from RFC 7372).
+S550_SPF_FAIL = "550 5.7.23 SPF check failed: {domain} does not permit this host to send its mail"
+S451_SPF_TEMPERROR = "451 4.7.24 Cannot check the sender's SPF now, try again later"
+S550_DMARC_REJECT = "550 5.7.1 Rejected by the DMARC policy of {domain} (p=reject): {why}"
+S550_LOCAL_SPOOF = (
+    "550 5.7.1 The From address claims {domain}, a domain of this server, "
+    "but the message is not authenticated as coming from it"
+)
+S451_AUTH_TEMPERROR = "451 4.7.5 Cannot check the sender's DNS records now, try again later"

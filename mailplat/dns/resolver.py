@@ -1,4 +1,4 @@
-"""Where mail for a domain goes: MX hosts in order, and the addresses of each host.
+"""DNS for the whole server: where mail goes (MX, addresses), and the records trust needs.
 
 Input: a domain (A-label, or a literal such as `[192.0.2.1]`) and the site's
 DNS servers (`host[:port]`; none means the system resolver). Output: the
@@ -10,6 +10,16 @@ the caller can tell a bounce from a retry:
 - SERVFAIL, REFUSED, a timeout, no server answering -> DnsTemporary (retry).
 A domain without MX records is its own mail host (the implicit MX of
 RFC 5321 §5.1). A literal goes straight to its IP, no DNS involved.
+
+For SPF, DKIM, DMARC, ARC, MTA-STS and DANE (mailplat.trust): txt(),
+records() and tlsa(). Those say "nothing there" as an empty list, whether
+the name does not exist or has no such record, and raise DnsTemporary when
+DNS cannot tell now. tlsa() also says whether the upstream resolver
+validated the answer (the DNSSEC AD bit), which DANE requires.
+A Resolver made with cache=True keeps the answers of those three, positive
+(for their TTL) and negative (a minute), so the same sender's records are
+not asked for again per message; MX, address, PTR and DNSBL lookups are
+never cached here.
 """
 
 from __future__ import annotations
@@ -18,11 +28,13 @@ import asyncio
 import ipaddress
 import random
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Hashable, Sequence
 from itertools import groupby
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -30,6 +42,9 @@ import dns.resolver
 import dns.reversename
 
 from mailplat.config.models.base import split_host_port
+
+MAX_CACHED = 50_000
+NEGATIVE_TTL = 60.0
 
 
 class DnsError(Exception):
@@ -71,10 +86,18 @@ class Resolver:
         servers: Sequence[str] = (),
         timeout: float = 10.0,
         rng: random.Random | None = None,
+        cache: bool = False,
     ) -> None:
         self.servers = list(servers)
         self.timeout = timeout
         self.rng = rng or random.Random()
+        self.cache = cache
+        # (name, type) -> (expires at, answer or None for "nothing there"); ours, not
+        # dnspython's Cache, whose hit still costs a tenth of a millisecond.
+        self._answers: dict[tuple[str, str], tuple[float, dns.resolver.Answer | None]] = {}
+        # Results computed from cached answers (SPF), each kept until the earliest
+        # expiry of the answers it rests on; owned by the callers, dropped with us.
+        self.derived: dict[Hashable, tuple[float, object]] = {}
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._lock = asyncio.Lock()
 
@@ -93,6 +116,8 @@ class Resolver:
             # temporary failure, not a worker stuck for the remote timeout.
             res.lifetime = self.timeout
             res.timeout = self.timeout
+            # RFC 6840 §5.7: ask a validating resolver to say whether it validated.
+            res.flags = dns.flags.RD | dns.flags.AD
             self._resolver = res
             return res
 
@@ -113,6 +138,73 @@ class Resolver:
             raise DnsPermanent(f"{name}: not a valid domain name", "5.1.2") from exc
         except dns.exception.DNSException as exc:
             raise DnsTemporary(f"{name}: DNS error: {exc}", "4.4.3") from exc
+
+    async def records(self, name: str, rdtype: str) -> list[str]:
+        """The records of a name as text ([] when there are none); raises DnsTemporary.
+
+        A name that does not exist and a name without such records are both
+        "nothing" here: SPF's void lookups and DMARC's discovery count them alike.
+        """
+        answer = await self._soft(name, rdtype)
+        if answer is None:
+            return []
+        kind = dns.rdatatype.from_text(rdtype)
+        return [r.to_text() for r in answer if r.rdtype == kind]
+
+    async def txt(self, name: str) -> list[str]:
+        """TXT records of a name, each one's strings joined (RFC 7208 §3.3); [] for none."""
+        answer = await self._soft(name, "TXT")
+        if answer is None:
+            return []
+        return [
+            b"".join(r.strings).decode("utf-8", "replace")
+            for r in answer
+            if r.rdtype == dns.rdatatype.TXT
+        ]
+
+    async def tlsa(self, name: str) -> tuple[list[tuple[int, int, int, bytes]], bool]:
+        """TLSA records (usage, selector, matching type, data) and whether they were validated.
+
+        Only an answer with the AD bit from the upstream resolver counts as
+        validated (RFC 7672 §2.1); DANE ignores records that are not.
+        """
+        answer = await self._soft(name, "TLSA")
+        if answer is None:
+            return [], False
+        found = [
+            (int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert))
+            for r in answer
+            if r.rdtype == dns.rdatatype.TLSA
+        ]
+        return found, bool(answer.response.flags & dns.flags.AD)
+
+    async def validated(self, name: str, rdtype: str) -> bool:
+        """True when the upstream resolver validated this RRset (AD bit); raises DnsTemporary."""
+        answer = await self._soft(name, rdtype)
+        return answer is not None and bool(answer.response.flags & dns.flags.AD)
+
+    def cached_until(self, name: str, rdtype: str) -> float:
+        """When the cached answer for (name, type) expires; 0 when none is cached."""
+        hit = self._answers.get((name.lower(), rdtype))
+        return hit[0] if hit is not None else 0.0
+
+    async def _soft(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
+        key = (name.lower(), rdtype)
+        if self.cache:
+            hit = self._answers.get(key)
+            if hit is not None and hit[0] > time.time():
+                return hit[1]
+        try:
+            answer = await self._query(name, rdtype)
+        except DnsPermanent:
+            answer = None
+        if self.cache:
+            if len(self._answers) >= MAX_CACHED:
+                self._answers.clear()  # crude, and rare: a flood of distinct names
+            # A negative answer is kept briefly (RFC 2308 would take the SOA minimum).
+            expires = answer.expiration if answer is not None else time.time() + NEGATIVE_TTL
+            self._answers[key] = (expires, answer)
+        return answer
 
     async def mx(self, domain: str) -> list[str]:
         """Hosts that receive mail for `domain`, best first; raises DnsError.

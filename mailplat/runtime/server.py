@@ -34,6 +34,7 @@ from mailplat.auth.logins import Logins, Outcome
 from mailplat.auth.memory import ExpiringMemory, PopBeforeSmtp
 from mailplat.auth.throttle import Limits, LoginThrottle
 from mailplat.config.directory import Directory, MailboxEntry
+from mailplat.config.dkimkeys import KeyRing, check_dkim_keys
 from mailplat.config.load import LoadCache, SiteConfig
 from mailplat.config.models.site import Server as ServerSettings
 from mailplat.config.models.site import Site
@@ -58,6 +59,7 @@ from mailplat.spool.replay import RecoveryReport
 from mailplat.store.maildir import Maildir
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
+from mailplat.trust import inbound as trust_inbound
 
 log = logging.getLogger("mailplat.server")
 
@@ -201,6 +203,18 @@ def drop_privileges(account: RunAs) -> None:
     if os.getuid() != account.uid or os.geteuid() != account.uid or os.getegid() != account.gid:
         raise StartError(f"could not drop privileges to {account.user}")
     log.info("privileges dropped user=%s uid=%d gid=%d", account.user, account.uid, account.gid)
+
+
+def check_keys(config: SiteConfig, ring: KeyRing | None = None) -> None:
+    """StartError naming the first DKIM key that is missing or unusable (and how many more)."""
+    problems = check_dkim_keys(config, ring)
+    if not problems:
+        return
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise StartError(
+        f"cannot start: {problems[0].summary}{more}; DKIM keys are files on this host, not in "
+        f"git: create them with `mailplat dkim keygen {config.root}` or fix key_file"
+    )
 
 
 def refuse_root(site: Site, root_dir: Path, account: RunAs | None) -> None:
@@ -356,7 +370,9 @@ class Server:
         """A resolver for the current dns_servers (rebuilt when a reload changes them)."""
         servers = tuple(self._directory.site.server.dns_servers)
         if self._resolver is None or self._resolver_servers != servers:
-            self._resolver = Resolver(servers, timeout=DNS_CHECK_TIMEOUT)
+            # Cached per TTL: SPF, DKIM and DMARC ask the same names for every
+            # message of a sender; the cache is what keeps verification cheap.
+            self._resolver = Resolver(servers, timeout=DNS_CHECK_TIMEOUT, cache=True)
             self._resolver_servers = servers
         return self._resolver
 
@@ -425,6 +441,8 @@ class Server:
         site = self._directory.site
         report: RecoveryReport | None = None
         try:
+            # Read now, before dropping root: a reload keeps a key it may no longer read.
+            check_keys(self.config, self.outbound.signers.ring)
             refuse_root(site, self.config.root, self.run_as)
             await self.listeners.sync(site, self.config.root)
             if self.run_as is not None:
@@ -436,6 +454,8 @@ class Server:
             report = await asyncio.to_thread(self.spool.open)
             # The dummy hash exists before the first login, or that one would be slower.
             await asyncio.to_thread(passwords.warm_up)
+            if site.authentication.verify:
+                await asyncio.to_thread(trust_inbound.warm_up)
             log.info("spool opened %s", report)
             self.agent.poll_seconds = float(site.delivery.queue_poll_seconds)
             self._tasks.append(asyncio.create_task(self.agent.run(), name="mta"))
@@ -541,6 +561,14 @@ class Server:
                 # A renewed certificate (or new TLS settings): new handshakes use it.
                 warnings = self.listeners.reload_certificates()
                 self._tls_stamp = stamp
+            for path in sorted(self.outbound.signers.ring.kept):
+                line = (
+                    f"DKIM key {path} is no longer readable by this process: signing with the "
+                    "key read at start; make it readable by the server's user (chgrp USER FILE "
+                    "&& chmod 640 FILE) so a rotated key reaches the server"
+                )
+                log.warning("reload dkim-kept %s", line)
+                warnings.append(line)
             listener_errors: list[str] = []
             try:
                 changed = await self.listeners.sync(done.config.site, done.config.root)
@@ -609,6 +637,11 @@ class Server:
             tls_errors = check_tls(done.config.site, done.config.root, self.listeners.loaded())
             if tls_errors:
                 raise ConfigRefused("a TLS certificate cannot be loaded", tls_errors)
+        key_errors = check_dkim_keys(done.config, self.outbound.signers.ring)
+        if key_errors:
+            raise ConfigRefused(
+                "a DKIM key cannot be loaded", [str(d).split("\n")[0] for d in key_errors]
+            )
         return done, stamp
 
     def status(self) -> dict[str, Any]:

@@ -504,3 +504,23 @@ class Maildir:
                     os.unlink(entry.path)
                     removed += 1
         return removed
+
+
+JUNK_FOLDER = ".Junk"
+
+
+def junk_folder(mailbox: Path) -> Maildir:
+    """The mailbox's Junk folder (Maildir++ `.Junk`), created on first use.
+
+    A Maildir++ subfolder is a Maildir inside the mailbox's own, marked by
+    an empty `maildirfolder` file; IMAP clients show it as Junk. Creating it
+    is idempotent, so two deliveries racing to make it both succeed.
+    """
+    folder = Maildir(mailbox / JUNK_FOLDER)
+    marker = folder.path / "maildirfolder"
+    if not marker.exists():
+        mailbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.create()
+        marker.touch(mode=0o600)
+        _fsync_dir(folder.path)
+    return folder

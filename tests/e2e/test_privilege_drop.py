@@ -127,3 +127,42 @@ def test_reload_after_dropping_root_keeps_a_root_only_key(open_dir: Path) -> Non
         with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as s:
             s.starttls(context=ctx)
             assert s.noop()[0] == 250
+
+
+def test_reload_after_dropping_root_keeps_a_root_only_dkim_key(open_dir: Path) -> None:
+    """`dkim keygen` run as root makes 0600 root files: read at start, kept by a reload."""
+    from tests.support import base_postoffice  # noqa: PLC0415
+
+    po = base_postoffice()
+    po["domains"]["example.test"]["dkim"] = {}
+    site, ports = site_with_ports(
+        open_dir, site={"server": {"user": "nobody"}}, postoffices={"example": po}
+    )
+    made = subprocess.run(
+        [sys.executable, "-m", "mailplat", "dkim", "keygen", str(site)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    keys = sorted((site / "dkim").glob("*.pem"))
+    assert keys and all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
+    for path in open_dir.rglob("*"):
+        if path not in keys:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    data = open_dir / "data"
+    with serve(site, data, ports["smtp"]):
+        text = (site / "site.yaml").read_text()
+        (site / "site.yaml").write_text(text + "smtp:\n  max_hops: 40\n")
+        res = subprocess.run(
+            [sys.executable, "-m", "mailplat", "apply", str(site), "--data", str(data), "--yes"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "Live: generation" in res.stdout
+        assert "no longer readable by this process" in res.stderr
+    log = (data.parent / f"serve-{ports['smtp']}.log").read_text()
+    assert "reload dkim-kept" in log
+    assert "Traceback" not in log

@@ -27,7 +27,8 @@ def test_apply_then_plan_has_no_changes_real_process(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = run_process("plan", site, "--data", data)
     assert first.returncode == 2, first.stderr
-    assert "Plan: 20 to add, 0 to change, 0 to remove." in first.stdout
+    # 21: the site sections include `pop3` (issue 9) and `authentication` (issue 11).
+    assert "Plan: 21 to add, 0 to change, 0 to remove." in first.stdout
     applied = run_process("apply", site, "--data", data, "--yes")
     assert applied.returncode == 0, applied.stderr
     assert "generation 1" in applied.stdout

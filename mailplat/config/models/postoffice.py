@@ -6,9 +6,10 @@ keyed by name, so a name is unique by construction and a diff reads well.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from mailplat.config.models.base import (
     DomainName,
@@ -32,6 +33,97 @@ def strip_scheme(value: str) -> str:
     return value
 
 
+_SELECTOR = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _selector(value: str) -> str:
+    """RFC 6376 §3.1: a selector is one or more DNS labels."""
+    if not _SELECTOR.match(value):
+        raise ValueError(
+            f"{value!r} is not a DKIM selector: DNS labels of letters, digits and '-', "
+            "joined by '.' (for example rsa1 or 2024-05)"
+        )
+    return value
+
+
+Selector = Annotated[str, AfterValidator(_selector)]
+DkimAlgorithm = Literal["rsa-sha256", "ed25519"]
+
+
+class DkimKey(Model):
+    """One DKIM key: its selector (the DNS name it is published under) and its private key."""
+
+    selector: Selector = Field(
+        description="Published as <selector>._domainkey.<domain> (TXT); `mailplat dns` prints it."
+    )
+    algorithm: DkimAlgorithm = Field(
+        "rsa-sha256", description="rsa-sha256 (2048-bit key) or ed25519 (RFC 8463)."
+    )
+    key_file: str | None = Field(
+        None,
+        description="PEM private key on this host, never in git (relative to the site folder "
+        "or absolute); default dkim/<domain>.<selector>.pem. `mailplat dkim keygen` makes it.",
+    )
+    sign: bool = Field(
+        True,
+        description="Sign with this key. Rotation: declare the new selector with sign: false, "
+        "publish its record, wait for DNS, then switch sign on it and off on the old one.",
+    )
+
+
+def _default_dkim_keys() -> list[DkimKey]:
+    # mox's choice: an RSA signature every verifier knows, and an Ed25519 one
+    # for those that prefer it (RFC 8463 dual signing).
+    return [DkimKey(selector="rsa1"), DkimKey(selector="ed1", algorithm="ed25519")]
+
+
+class Dkim(Model):
+    """DKIM signing of this domain's outbound mail (RFC 6376)."""
+
+    keys: list[DkimKey] = Field(
+        default_factory=_default_dkim_keys,
+        min_length=1,
+        description="Keys by selector; every key with sign: true signs each message. "
+        "Default: rsa1 (rsa-sha256) and ed1 (ed25519).",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Dkim:
+        names = [k.selector.lower() for k in self.keys]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"selector {twice[0]!r} is declared twice; each key needs its own")
+        return self
+
+
+class DmarcRecord(Model):
+    """The DMARC record this domain publishes (`mailplat dns` prints and checks it)."""
+
+    policy: Literal["none", "quarantine", "reject"] = Field(
+        "none",
+        description="p=: start with none, read the reports, then quarantine, then reject.",
+    )
+    rua: EmailAddress | None = Field(
+        None, description="Where aggregate reports go (rua=mailto:), e.g. dmarc@<domain>."
+    )
+
+
+class InboundOverride(Model):
+    """This domain's own choices over the site's `authentication` decisions (unset: the site's)."""
+
+    spf_fail: Literal["mark", "reject"] | None = Field(
+        None, description="SPF fail: mark it in Authentication-Results, or reject at RCPT."
+    )
+    dmarc_reject: Literal["reject", "quarantine"] | None = Field(
+        None, description="A sender's p=reject: refuse (550 5.7.1), or treat as quarantine."
+    )
+    dmarc_quarantine: Literal["junk", "tag", "both"] | None = Field(
+        None, description="p=quarantine: into the Junk folder, tag the subject, or both."
+    )
+
+
 class Domain(Model):
     """A mail domain of this postoffice."""
 
@@ -48,6 +140,17 @@ class Domain(Model):
     )
     sender_blacklist: list[DomainName] = Field(
         default_factory=list, description="Sender domains refused for this domain."
+    )
+    dkim: Dkim | None = Field(
+        None,
+        description="Sign this domain's outbound mail; `dkim: {}` uses the defaults "
+        "(rsa1 + ed1). Keys: `mailplat dkim keygen`.",
+    )
+    dmarc: DmarcRecord = Field(
+        default_factory=DmarcRecord, description="The DMARC record to publish for this domain."
+    )
+    authentication: InboundOverride | None = Field(
+        None, description="Override the site's inbound SPF/DMARC decisions for mail to this domain."
     )
 
 

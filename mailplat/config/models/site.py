@@ -25,6 +25,15 @@ from mailplat.config.models.base import (
 )
 
 
+class MtaStsPublish(Model):
+    """What `mailplat dns` tells you to publish for MTA-STS."""
+
+    mode: Literal["testing", "enforce", "none"] = Field(
+        "testing", description="testing first (senders report, still deliver), then enforce."
+    )
+    max_age_days: int = Field(7, ge=1, le=365, description="How long senders keep the policy.")
+
+
 class Server(Model):
     """Identity of this mail server."""
 
@@ -58,6 +67,11 @@ class Server(Model):
     )
     group: HeaderText | None = Field(
         None, description="Group to run as with `user`; default: the user's primary group."
+    )
+    mta_sts: MtaStsPublish | None = Field(
+        None,
+        description="The MTA-STS policy (RFC 8461) your domains publish; `mailplat dns` prints "
+        "the TXT records and the policy file to serve at https://mta-sts.<domain>/.well-known/.",
     )
 
 
@@ -276,6 +290,59 @@ class Security(Model):
     dnsbl: list[Dnsbl] = Field(default_factory=list, description="DNS block lists.")
 
 
+class Authentication(Model):
+    """Inbound SPF, DKIM, DMARC and ARC on the smtp listener (not submission), and what they decide.
+
+    Results go into one Authentication-Results header (RFC 8601). Clients in
+    security.ip_whitelist and authenticated sessions are not checked. A
+    postoffice domain can override the decisions (`authentication:` there).
+    """
+
+    verify: bool = Field(
+        False,
+        description="Check SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489) and ARC (RFC 8617) "
+        "on mail from other servers. Turn on before going live.",
+    )
+    spf_fail: Literal["mark", "reject"] = Field(
+        "mark",
+        description="SPF fail (-all): mark it in Authentication-Results, or reject (550 5.7.23) "
+        "at RCPT.",
+    )
+    dmarc_reject: Literal["reject", "quarantine"] = Field(
+        "reject",
+        description="A failing sender with p=reject: refuse (550 5.7.1), or treat as quarantine.",
+    )
+    dmarc_quarantine: Literal["junk", "tag", "both"] = Field(
+        "junk",
+        description="A failing sender with p=quarantine: into the mailbox's Junk folder "
+        "(Maildir++ .Junk), tag the subject, or both.",
+    )
+    quarantine_tag: HeaderText = Field(
+        "[SPAM]", description="Subject prefix for dmarc_quarantine: tag."
+    )
+    refuse_local_spoof: bool = Field(
+        True,
+        description="Refuse (550 5.7.1) mail from outside whose From is one of our domains and "
+        "that neither SPF nor DKIM authenticates: the classic forgery of our own users. "
+        "relay.privileged_ips are trusted to send it.",
+    )
+    trusted_arc_sealers: list[DomainName] = Field(
+        default_factory=list,
+        description="Forwarders (mailing lists) whose valid ARC seal (RFC 8617) overrides a "
+        "DMARC failure their changes caused.",
+    )
+    min_rsa_bits: int = Field(
+        1024, ge=512, le=4096, description="Smaller DKIM RSA keys count as no signature."
+    )
+    time_budget_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=60,
+        description="Longest the checks of one message may wait for DNS; past it the client "
+        "gets 451 (try again), never a false reject.",
+    )
+
+
 class SmartHostAuth(Model):
     """Credentials for the smart host; the password never sits in the YAML."""
 
@@ -305,6 +372,24 @@ class DelayNotifications(Model):
         "first", description="off: never; first: once per message; each: at every retry."
     )
     after_minutes: int = Field(240, ge=0, description="Only after the message is this old.")
+
+
+class MtaSts(Model):
+    """MTA-STS (RFC 8461) for outbound mail: follow the policies recipient domains publish."""
+
+    enabled: bool = Field(
+        False,
+        description="Look up _mta-sts TXT records and fetch policies over HTTPS; an enforce "
+        "policy then requires TLS with a valid certificate to a listed MX.",
+    )
+    ca_file: str | None = Field(
+        None,
+        description="PEM CA bundle to trust for policy fetches and MX certificates, besides "
+        "the system's (relative to the site folder).",
+    )
+    fetch_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Longest a policy fetch may take."
+    )
 
 
 class Delivery(Model):
@@ -347,6 +432,13 @@ class Delivery(Model):
     catchall_header: HeaderName = Field(
         "X-Original-To", description="Header naming the original recipient of catchall mail."
     )
+    mta_sts: MtaSts = Field(default_factory=MtaSts)
+    dane: bool = Field(
+        False,
+        description="DANE (RFC 7672): when the resolver returns DNSSEC-validated TLSA records "
+        "for an MX, require TLS with a certificate matching them. Needs a validating resolver "
+        "in server.dns_servers.",
+    )
 
 
 class Logging(Model):
@@ -388,4 +480,5 @@ class Site(Model):
     relay: Relay = Field(default_factory=Relay)
     security: Security = Field(default_factory=Security)
     delivery: Delivery = Field(default_factory=Delivery)
+    authentication: Authentication = Field(default_factory=Authentication)
     logging: Logging = Field(default_factory=Logging)

@@ -36,7 +36,7 @@ from mailplat.core.worker import Worker
 from mailplat.message import dsn, headers
 from mailplat.spool import history
 from mailplat.spool.api import Damaged, SpoolBackend
-from mailplat.store.maildir import Maildir
+from mailplat.store.maildir import Maildir, junk_folder
 from mailplat.store.paths import mailbox_dir
 from mailplat.store.quota import QuotaTracker
 
@@ -284,16 +284,27 @@ class LocalDelivery(Worker):
             prefix += headers.field(directory.site.delivery.catchall_header, original)
         if not path.exists():
             await asyncio.to_thread(maildir.create)
+        target = maildir
+        if env.get("junk"):
+            # DMARC quarantine (smtp_in): the Junk folder, quota counted on the mailbox.
+            target = await asyncio.to_thread(junk_folder, path)
         loop = asyncio.get_running_loop()
         name = await loop.run_in_executor(
-            self._io, functools.partial(maildir.deliver, prefix + data, sync_dir=written is None)
+            self._io, functools.partial(target.deliver, prefix + data, sync_dir=written is None)
         )
         if written is not None:
-            written.add(path / "new")
+            written.add(target.path / "new")
         self.quota.add(maildir, len(prefix) + size)
         self.delivered += 1
-        log.info("delivery ok id=%s mailbox=%s file=%s", env.trace_id, key, name)
-        if entry is not None:
+        log.info(
+            "delivery ok id=%s mailbox=%s file=%s%s",
+            env.trace_id,
+            key,
+            name,
+            " folder=Junk" if target is not maildir else "",
+        )
+        if entry is not None and target is maildir:
+            # Never an autoreply to quarantined mail: its sender is likely forged.
             await self._after_delivery(env, data, entry, directory, path / "new" / name)
         return None
 

@@ -6,6 +6,15 @@ mid-transaction) and the running server (the InboundContext). At DATA the
 message gets its Received header and is handed to the context, which makes
 it durable (file and directory fsynced) before we answer 250.
 
+Sender authentication (mailplat.trust, when authentication.verify is on) is
+for mail from other servers: the smtp listener, no AUTH, not a client of
+security.ip_whitelist. SPF is checked at the first RCPT for one of our
+domains (a domain set to reject SPF fail refuses there); DKIM, DMARC and ARC
+at DATA, which adds the Authentication-Results header, refuses a DMARC
+p=reject failure or a forged local From, or marks the message for the Junk
+folder (envelope meta `junk`). Authentication-Results claiming our host name
+that came from outside are removed in any case.
+
 Sizes are refused before the data is sent wherever they can be (RFC 1870):
 a declared SIZE over the limit (552 5.3.4) or over the free disk space
 (452 4.3.1) at MAIL, over a recipient's quota at RCPT (552 5.2.2 when it can
@@ -35,8 +44,11 @@ from mailplat.core.address import Address, parse_address
 from mailplat.core.envelope import Envelope
 from mailplat.core.errors import AddressError, TemporaryFailure
 from mailplat.core.ids import new_id
+from mailplat.core.netmatch import ip_matches
 from mailplat.dns.resolver import Resolver
 from mailplat.message import headers
+from mailplat.trust import inbound
+from mailplat.trust.authresults import strip_ours
 
 if TYPE_CHECKING:
     from mailplat.connectors.smtp_in.session import SmtpSession, Transaction
@@ -184,6 +196,10 @@ class InboundHandler:
         verdict = check_rcpt(
             directory, client, rcpt, self.context.mailbox_room, tx.declared_size or 0
         )
+        if verdict.reply is None and self._verifies(session, directory):
+            refusal = await self._spf(session, tx, rcpt)
+            if refusal is not None:
+                return RcptAnswer(refusal, refusal.startswith("5"))
         if verdict.reply is not None:
             log.info(
                 "smtp rcpt-rejected peer=%s from=%s to=%s reply=%s why=%s",
@@ -195,6 +211,82 @@ class InboundHandler:
             )
             return RcptAnswer(verdict.reply, verdict.failure)
         return RcptAnswer(None, mailbox=verdict.mailbox)
+
+    def _verifies(self, session: SmtpSession, directory: Directory) -> bool:
+        """Sender authentication applies: mail from another server on the smtp listener."""
+        return (
+            self.kind == "smtp"
+            and session.login_key is None
+            and directory.site.authentication.verify
+            and not ip_matches(session.peer_ip, directory.site.security.ip_whitelist)
+        )
+
+    def _rules(self, directory: Directory, domain: str) -> inbound.Rules:
+        entry = directory.domains.get(domain)
+        override = None
+        if entry is not None:
+            override = directory.config.postoffices[entry.postoffice].domains[domain].authentication
+        return inbound.rules_for(directory.site.authentication, override)
+
+    async def _spf(self, session: SmtpSession, tx: Transaction, rcpt: Address) -> str | None:
+        """SPF, once per transaction at its first local recipient; a refusal or None."""
+        directory = session.directory
+        if not directory.is_local_domain(rcpt.domain):
+            return None
+        if tx.spf is None:
+            tx.spf = await inbound.check_spf(
+                self.context.resolver(),
+                session.peer_ip,
+                "" if tx.sender is None else str(tx.sender),
+                session.helo or "",
+                directory.site.authentication.time_budget_seconds,
+            )
+        refusal = inbound.spf_refusal(tx.spf, self._rules(directory, rcpt.domain))
+        if refusal is not None:
+            found = tx.spf.effective
+            log.info(
+                "smtp spf-refused peer=%s from=%s to=%s spf=%s why=%s",
+                session.peer_ip,
+                tx.sender or "<>",
+                rcpt,
+                found.result if found else "none",
+                found.reason if found else "",
+            )
+        return refusal
+
+    async def _authenticate(
+        self, session: SmtpSession, tx: Transaction, raw: bytes
+    ) -> inbound.Verdict:
+        directory = session.directory
+        site = directory.site
+        sender = "" if tx.sender is None else str(tx.sender)
+        client = inbound.Client(
+            ip=session.peer_ip,
+            helo=session.helo or "",
+            sender=sender,
+            privileged=ip_matches(session.peer_ip, site.relay.privileged_ips),
+        )
+        rules = [self._rules(directory, r.rsplit("@", 1)[-1].lower()) for r in tx.rcpts]
+        verdict = await inbound.check_message(
+            resolver=self.context.resolver(),
+            data=raw,
+            client=client,
+            spf_verdict=tx.spf,
+            auth=site.authentication,
+            rules=rules,
+            host_name=site.server.host_name,
+            is_local=directory.is_local_domain,
+        )
+        fields = " ".join(f"{k}={v}" for k, v in verdict.summary.items())
+        if verdict.reply is not None:
+            log.info(
+                "smtp auth-refused peer=%s from=%s reply=%r %s",
+                session.peer_ip,
+                sender or "<>",
+                verdict.reply[:9],
+                fields,
+            )
+        return verdict
 
     # -- DATA ----------------------------------------------------------------------
 
@@ -219,6 +311,16 @@ class InboundHandler:
                     room,
                 )
                 return replies.S552_MAILBOX_FULL
+        junk = ""
+        summary: dict[str, str] | None = None
+        if self._verifies(session, directory):
+            verdict = await self._authenticate(session, tx, raw)
+            if verdict.reply is not None:
+                return verdict.reply
+            raw, junk, summary = verdict.data, verdict.junk, verdict.summary
+        elif self.kind == "smtp" and session.login_key is None:
+            # RFC 8601 §5: only we may write results in our host's name.
+            raw, _ = strip_ours(raw, directory.site.server.host_name)
         trace_id = new_id()
         server_name = directory.site.server.host_name
         shown_ip = "127.0.0.1" if directory.site.security.hide_client_ip else session.peer_ip
@@ -243,21 +345,38 @@ class InboundHandler:
             auth_login=session.login_key or "",
             # The config this transaction was decided with: the MAIL routes it by
             # the same one even when a reload lands before routing.
-            meta=(("config", directory.digest),),
+            meta=(("config", directory.digest), *((("junk", junk),) if junk else ())),
         )
         try:
             queue_id = await self.context.accept(env, prefix + raw)
         except TemporaryFailure as exc:
             log.error("smtp spool-full id=%s why=%s", trace_id, exc)
             return replies.S452_NO_SPACE
-        log.info(
-            "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d",
-            queue_id,
-            session.peer_ip,
-            env.mail_from or "<>",
-            len(rcpts),
-            len(raw),
-        )
+        if summary is None:
+            log.info(
+                "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d",
+                queue_id,
+                session.peer_ip,
+                env.mail_from or "<>",
+                len(rcpts),
+                len(raw),
+            )
+        else:
+            # One line with the verdicts (not a second record: this is the hot path).
+            log.info(
+                "smtp accepted id=%s peer=%s from=%s rcpts=%d size=%d spf=%s dkim=%s "
+                "dmarc=%s arc=%s junk=%s",
+                queue_id,
+                session.peer_ip,
+                env.mail_from or "<>",
+                len(rcpts),
+                len(raw),
+                summary.get("spf", ""),
+                summary.get("dkim", ""),
+                summary.get("dmarc", ""),
+                summary.get("arc", ""),
+                "yes" if junk else "no",
+            )
         return f"250 2.0.0 OK queued as {queue_id}"
 
     @staticmethod

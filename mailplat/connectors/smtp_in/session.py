@@ -60,6 +60,7 @@ from mailplat.core.address import Address, parse_address
 from mailplat.core.errors import AddressError
 from mailplat.core.netmatch import ip_matches
 from mailplat.message.headers import has_bare_line_ending
+from mailplat.trust.inbound import SpfVerdict
 
 if TYPE_CHECKING:
     from mailplat.connectors.smtp_in.handler import InboundHandler
@@ -102,6 +103,8 @@ class Transaction:
     rcpts: list[str] = field(default_factory=list)
     # The mailbox each recipient reaches directly (quota check at DATA), or None.
     mailboxes: list[str | None] = field(default_factory=list)
+    # SPF of this transaction's sender, checked at its first local RCPT (handler.py).
+    spf: SpfVerdict | None = None
 
 
 class SmtpSession:

@@ -5,7 +5,10 @@ timeout, an optional bind address and smart-host credentials. open_session()
 connects, reads the greeting, says EHLO (HELO if EHLO is refused), upgrades
 with STARTTLS when offered (opportunistic: any certificate is accepted, as
 RFC 7435 allows, because the alternative is plaintext) and logs in when
-credentials are given. Session.send() runs one transaction and returns an
+credentials are given. A TlsPolicy (MTA-STS enforce, DANE) turns TLS from
+opportunistic into required: no STARTTLS, a certificate that fails its check
+(PKIX for the MX name, or the TLSA records) is a SessionError (4.7.5) and
+never a plaintext retry. Session.send() runs one transaction and returns an
 Outcome per recipient: 2xx delivered, 4xx deferred, 5xx failed, with the
 remote reply kept for the DSN.
 
@@ -25,6 +28,7 @@ import ipaddress
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -93,6 +97,15 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsPolicy:
+    """TLS a destination demands (MTA-STS enforce or DANE) instead of opportunistic TLS."""
+
+    why: str  # "MTA-STS" or "DANE", for the error a failure gives
+    context: ssl.SSLContext  # certificate checking (PKIX for MTA-STS; none for DANE)
+    check: Callable[[bytes], bool] | None = None  # DANE: does the peer's certificate fit?
+
+
+@dataclass(frozen=True, slots=True)
 class ClientOptions:
     """How we connect: EHLO name, timeout, source address, TLS, login."""
 
@@ -101,6 +114,7 @@ class ClientOptions:
     bind_ip: str | None = None
     starttls: bool = True
     credentials: Credentials | None = None
+    tls: TlsPolicy | None = None  # None: opportunistic (RFC 7435)
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -262,14 +276,34 @@ async def open_session(host: str, ip: str, port: int, opts: ClientOptions) -> Se
     try:
         await smtp.connect()
         await _greet(smtp)
+        policy = opts.tls
         if opts.starttls and smtp.supports_extension("starttls"):
             try:
                 await smtp.starttls(
-                    server_hostname=None if _is_ip(host) else host, tls_context=_TLS
+                    server_hostname=None if _is_ip(host) else host,
+                    tls_context=policy.context if policy else _TLS,
                 )
             except (ssl.SSLError, aiosmtplib.SMTPResponseException) as exc:
-                raise SessionError(f"{where}: STARTTLS failed: {exc}", tls_failed=True) from exc
+                why = f" ({policy.why} requires a valid certificate)" if policy else ""
+                raise SessionError(
+                    f"{where}: STARTTLS failed: {exc}{why}", "4.7.5", tls_failed=True
+                ) from exc
+            if policy is not None and policy.check is not None:
+                ssl_object = smtp.get_transport_info("ssl_object")
+                der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+                if not der or not policy.check(der):
+                    raise SessionError(
+                        f"{where}: DANE: the certificate matches no TLSA record",
+                        "4.7.5",
+                        tls_failed=True,
+                    )
             await smtp.ehlo()  # RFC 3207 §4.2: forget what was said before TLS
+        elif policy is not None:
+            raise SessionError(
+                f"{where}: no STARTTLS offered, but {policy.why} requires TLS",
+                "4.7.5",
+                tls_failed=True,
+            )
         if opts.credentials is not None:
             await _login(smtp, where, ip, opts.credentials)
     except SessionError:

@@ -29,6 +29,19 @@ when it is claimed, before any lane sees it) is quarantined once by the
 spool, which logs it and leaves the sender's notice to the MTA agent; it is
 never retried.
 
+TLS policy. Opportunistic STARTTLS by default. With delivery.dane, an MX
+host whose TLSA records come DNSSEC-validated must offer TLS with a
+certificate that fits them; with delivery.mta_sts, a domain's enforce
+policy limits delivery to the MX hosts it names, over TLS with a valid
+certificate for the host name. Either failing defers (4.7.5) and tries the
+next host: never plaintext.
+
+Signing. A message from one of our domains that declares `dkim:` is signed
+just before its first attempt, after every header change (trust/signing.py
+picks the domain); the signed bytes are shared by all its destinations. A
+declared key that cannot be read defers the message (4.7.0), never sends it
+unsigned.
+
 Durability. DSNs are injected (fsynced into the spool) before the record is
 rewritten or removed, and the record is rewritten only after the remote's
 reply. A crash anywhere repeats work (a duplicate delivery or notice, logged
@@ -41,6 +54,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -57,6 +71,7 @@ from mailplat.connectors.smtp_out.client import (
     Outcome,
     Session,
     SessionError,
+    TlsPolicy,
     local_outcome,
     open_session,
 )
@@ -69,6 +84,8 @@ from mailplat.message import dsn
 from mailplat.spool import history
 from mailplat.spool.api import Damaged, SpoolBackend
 from mailplat.spool.faults import fault
+from mailplat.trust import dane, mtasts
+from mailplat.trust.signing import KeyProblem, Signers
 
 log = logging.getLogger("mailplat.outbound")
 
@@ -79,6 +96,10 @@ HELD = "failed:"  # meta prefix: a recipient that failed while the sender may no
 LAST_ERROR = "last-error"
 LAST_ATTEMPT = "last-attempt"
 ERROR_RETRY_SECONDS = 60.0
+# DANE checks the certificate against TLSA records, not against a CA.
+_OPPORTUNISTIC = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+_OPPORTUNISTIC.check_hostname = False
+_OPPORTUNISTIC.verify_mode = ssl.CERT_NONE
 
 Inject = Callable[[Envelope, bytes], Awaitable[str]]
 
@@ -92,6 +113,7 @@ class _Work:
     msg_id: str
     left: int = 0
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    signed: bytes | None = None  # the message with its DKIM signatures, made once
 
 
 @dataclass
@@ -118,6 +140,7 @@ class _Lane:
     session: Session | None = None
     hosts: list[str] | None = None
     dead: Outcome | None = None  # every host failed: defer the rest without trying
+    sts: mtasts.Policy | None = None  # the destination's MTA-STS policy, looked up once
 
 
 class OutboundDelivery(Worker):
@@ -143,6 +166,8 @@ class OutboundDelivery(Worker):
         self._sem_size = 0
         self._resolver: Resolver | None = None
         self._resolver_key: tuple[tuple[str, ...], float] | None = None
+        self.signers = Signers()
+        self.mta_sts = mtasts.MtaSts()
         self.delivered = 0
         self.bounced = 0
         self.deferred = 0
@@ -333,7 +358,12 @@ class OutboundDelivery(Worker):
         site = self.directory().site
         env = item.work.env
         rcpts = item.rcpts
-        data = self.spool.read_message(item.work.msg_id)
+        try:
+            data = self._signed(item.work)
+        except KeyProblem as exc:
+            # Unsigned mail from a domain that signs would fail DMARC: wait for the key.
+            log.error("outbound dkim-key id=%s why=%s", env.trace_id, exc)
+            return dict.fromkeys(rcpts, local_outcome("deferred", "4.7.0", str(exc)))
         limit_kb = site.delivery.max_outbound_size_kb
         if limit_kb and len(data) > limit_kb * 1024:
             too_big = local_outcome(
@@ -365,12 +395,22 @@ class OutboundDelivery(Worker):
         resolver = self.resolver(site)
         last: str | None = None
         status = "4.4.1"
+        if lane.sts is not None and lane.sts.mode == "enforce":
+            # RFC 8461 §4.1: only the MX hosts the policy names.
+            allowed = [h for h in hosts if lane.sts.matches(h)]
+            if not allowed:
+                lane.dead = local_outcome(
+                    "deferred", "4.7.5", f"{dest.label}: no MX host matches its MTA-STS policy"
+                )
+                return dict.fromkeys(rcpts, lane.dead)
+            hosts = allowed
         for host in hosts:
             try:
                 if dest.relay:
                     ips = await resolver.host_addresses(host)
                 else:
                     ips = await resolver.addresses(host)
+                host_opts = await self._tls_for(site, lane, dest, host, opts)
             except DnsTemporary as exc:
                 last, status = str(exc), exc.status
                 continue
@@ -378,7 +418,7 @@ class OutboundDelivery(Worker):
                 log.info("outbound skip host=%s dest=%s why=no address", host, dest.key)
             for ip in ips:
                 try:
-                    session = await self._connect(host, ip, dest.port, opts)
+                    session = await self._connect(host, ip, dest.port, host_opts)
                 except SessionError as exc:
                     log.info("outbound connect-failed dest=%s why=%s", dest.key, exc)
                     last, status = str(exc), exc.status
@@ -400,17 +440,60 @@ class OutboundDelivery(Worker):
             lane.dead = local_outcome("deferred", status, last)
         return dict.fromkeys(rcpts, lane.dead)
 
+    def _signed(self, work: _Work) -> bytes:
+        """The message as it goes on the wire: DKIM-signed as the very last step, once."""
+        if work.signed is None:
+            data = self.spool.read_message(work.msg_id)
+            signer = self.signers.for_message(self.directory(), work.env.mail_from, data)
+            work.signed = data if signer is None else signer.sign(data)
+        return work.signed
+
     async def _hosts(self, lane: _Lane, dest: Destination, site: Site) -> list[str]:
         if lane.hosts is None:
             lane.hosts = [dest.domain] if dest.relay else await self.resolver(site).mx(dest.domain)
+            if not dest.relay and site.delivery.mta_sts.enabled:
+                lane.sts = await self.mta_sts.policy(
+                    self.resolver(site),
+                    dest.domain,
+                    ca_file=self._ca_file(site),
+                    fetch_seconds=site.delivery.mta_sts.fetch_timeout_seconds,
+                )
         return lane.hosts
+
+    def _ca_file(self, site: Site) -> Path | None:
+        ca = site.delivery.mta_sts.ca_file
+        if ca is None:
+            return None
+        path = Path(ca)
+        return path if path.is_absolute() else self.directory().config.root / path
+
+    async def _tls_for(
+        self, site: Site, lane: _Lane, dest: Destination, host: str, opts: ClientOptions
+    ) -> ClientOptions:
+        """The TLS one MX host must offer: DANE first (RFC 8461 §2), then MTA-STS enforce."""
+        if dest.relay:
+            return opts
+        if site.delivery.dane:
+            tlsa = await dane.lookup(self.resolver(site), dest.domain, host, dest.port)
+            if tlsa is not None:
+                check = None
+                if tlsa.authenticates:
+
+                    def check(der: bytes, tlsa: dane.Tlsa = tlsa) -> bool:
+                        return dane.matches(tlsa, der)
+
+                return replace(opts, tls=TlsPolicy("DANE", _OPPORTUNISTIC, check))
+        if lane.sts is not None and lane.sts.mode == "enforce":
+            ctx = mtasts.tls_context(self._ca_file(site))
+            return replace(opts, tls=TlsPolicy("MTA-STS", ctx))
+        return opts
 
     async def _connect(self, host: str, ip: str, port: int, opts: ClientOptions) -> Session:
         try:
             return await open_session(host, ip, port, opts)
         except SessionError as exc:
-            if not exc.tls_failed:
-                raise
+            if not exc.tls_failed or opts.tls is not None:
+                raise  # a required TLS (MTA-STS, DANE) never falls back to plaintext
             # Opportunistic means plaintext is the fallback when TLS breaks.
             log.info("outbound tls-failed host=%s ip=%s; retrying without TLS", host, ip)
             return await open_session(host, ip, port, replace(opts, starttls=False))
