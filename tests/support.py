@@ -44,6 +44,12 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def load_yaml(path: Path) -> Any:
+    """A YAML file as plain data (to change one key and dump it again)."""
+    with path.open() as fh:
+        return _yaml.load(fh)
+
+
 def dump(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:

@@ -6,7 +6,12 @@ Without --yes it asks; with no terminal to ask on it refuses (exit 1).
 When a server is running on the same data root, the change goes through its
 control socket: the server validates, plans, provisions and swaps its config
 in one step and answers with the result. With no server it applies offline.
-Exit codes: 0 applied or nothing to do, 1 error or refused.
+A running server is told even when the YAML did not change, so a renewed
+certificate or DKIM key file reaches it. A server that holds the data root
+but does not answer (still starting) is never worked around: an offline
+apply beside it would race its spool recovery.
+Exit codes: 0 applied or nothing to do, 1 error or refused (also when the
+server applied the change but could not bind a changed listener).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from mailplat.cli.console import (
 )
 from mailplat.cli.plan import Planned, make_plan, show_config_warnings
 from mailplat.cli.plan_view import has_work, plan_to_json, render_plan
-from mailplat.control import channel
+from mailplat.control import channel, lock
 from mailplat.core.errors import MailplatError
 from mailplat.reconcile.apply import ApplyResult, applied_by
 from mailplat.reconcile.apply import apply as run_apply
@@ -73,13 +78,16 @@ def apply(
         show_config_warnings(p.config, verbose)
         render_plan(out, p.plan, p.effects, p.applied)
     running = _running_status(p.root)
-    if not has_work(p.plan, p.effects) and (
-        running is None or running.get("running_digest") == p.config.digest
-    ):
+    if running is None:
+        _refuse_beside_a_silent_server(p.root)
+    work = has_work(p.plan, p.effects) or (
+        running is not None and running.get("running_digest") != p.config.digest
+    )
+    if not work and running is None:
         if as_json:
             emit_json({**plan_to_json(p.plan, p.effects, p.applied), "applied_now": False})
         return
-    if not yes:
+    if work and not yes:
         if not sys.stdin.isatty():
             fail("stdin is not a terminal, so I cannot ask: run with --yes to apply")
         if not typer.confirm("\nApply these changes?", default=False, err=True):
@@ -113,6 +121,19 @@ def _running_status(root: Path) -> dict[str, Any] | None:
         return None
 
 
+def _refuse_beside_a_silent_server(root: Path) -> None:
+    """Exit 1 when a server holds ROOT but its control socket did not answer."""
+    pid = lock.holder(root)
+    if pid is None:
+        return
+    who = f"pid {pid}" if pid > 0 else "another process"
+    fail(
+        f"a server ({who}) holds the data root {root} but its control socket does not "
+        "answer (it may still be starting: spool recovery runs first); try again in a "
+        "moment, or stop that server to apply offline"
+    )
+
+
 def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
     """Hand the change to the running server and report what it did."""
     request = {"cmd": "apply", "site": str(site), "by": applied_by()}
@@ -131,7 +152,7 @@ def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
             reply = channel.call(channel.socket_path(p.root), request)
     if as_json:
         emit_json({**plan_to_json(p.plan, p.effects, p.applied), "server": reply})
-        if not reply.get("ok"):
+        if not reply.get("ok") or reply.get("listener_errors"):
             raise typer.Exit(1)
         return
     if not reply.get("ok"):
@@ -142,17 +163,31 @@ def _apply_live(site: Path, p: Planned, as_json: bool) -> None:
         raise typer.Exit(1)
     for line in reply.get("listeners", []):
         out.print(f"  listener {line}", highlight=False)
-    for line in reply.get("listener_errors", []):
-        err.print(f"[yellow]warning:[/] listeners unchanged: {line}", highlight=False)
     for line in reply.get("warnings", []):
         err.print(f"[yellow]warning:[/] {line}", highlight=False)
     if reply.get("created"):
         out.print(f"Created {len(reply['created'])} Maildir(s).")
+    parsed = reply.get("files_parsed")
+    what = (
+        "no YAML file changed"
+        if parsed == 0
+        else f"{parsed} changed file(s) parsed"
+        if parsed is not None
+        else "reloaded"
+    )
+    verb = "applied" if reply.get("written") else "unchanged, reloaded"
     ok(
         f"Live: generation {reply['generation']} ({str(reply['digest'])[:12]}) "
-        f"applied by the running server in {reply['ms']} ms "
-        f"({reply.get('files_parsed', '?')} changed file(s) parsed)."
+        f"{verb} by the running server in {reply['ms']} ms ({what})."
     )
+    errors = reply.get("listener_errors", [])
+    for line in errors:
+        err.print(f"[red]error:[/] listeners unchanged: {line}", highlight=False)
+    if errors:
+        err.print(
+            "The rest of the change is live; fix the listener (a port in use?) and apply again."
+        )
+        raise typer.Exit(1)
 
 
 def _run(p: Planned, show_progress: object) -> ApplyResult:

@@ -28,6 +28,7 @@ from mailplat.cli.console import (
 )
 from mailplat.config.directory import Directory
 from mailplat.config.dkimkeys import check_dkim_keys
+from mailplat.config.tlsfiles import check_tls_files
 from mailplat.config.load import SiteConfig, load_site
 from mailplat.core.errors import MailplatError
 from mailplat.reconcile.expect import ExpectReport, run_expectations
@@ -99,8 +100,10 @@ def validate(
     config, _, report = load_checked(site_of(site, site_opt), as_json, verbose)
     # DKIM keys are files on this host: checked here and by serve, not by every load.
     key_errors = check_dkim_keys(config)
+    # TLS files too, but only as a warning: serve and a reload refuse a bad one anyway.
+    warnings = [*config.warnings, *check_tls_files(config)]
     if key_errors:
-        show_diagnostics([*config.warnings, *key_errors], to_json=as_json, verbose=verbose)
+        show_diagnostics([*warnings, *key_errors], to_json=as_json, verbose=verbose)
         raise typer.Exit(EXIT_ERROR)
     n = counts(config)
     if as_json:
@@ -111,11 +114,11 @@ def validate(
                 "digest": config.digest,
                 "counts": n,
                 "expect": {"routes": report.routes, "relay": report.relay},
-                "diagnostics": [d.to_json() for d in config.warnings],
+                "diagnostics": [d.to_json() for d in warnings],
             }
         )
         return
-    show_diagnostics(list(config.warnings), verbose=verbose)
+    show_diagnostics(warnings, verbose=verbose)
     ok(
         f"site [bold]{config.name}[/] is valid: {n['postoffices']} postoffices, "
         f"{n['domains']} domains, {n['mailboxes']} mailboxes, {n['groups']} groups, "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.clirun import copy_example, run
-from tests.support import dump
+from tests.support import dump, make_self_signed
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BROKEN = ROOT / "tests" / "fixtures" / "broken"
@@ -195,3 +195,23 @@ def test_a_repeated_warning_is_one_line_with_a_count(tmp_path: Path) -> None:
     # plan groups the same way.
     plan = run("plan", site, "--data", tmp_path / "data")
     assert "39 more like it" in plan.stderr
+
+
+def test_missing_tls_files_are_a_warning_at_their_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = copy_example(tmp_path)  # without its tls/ folder
+    monkeypatch.chdir(tmp_path)
+    res = run("validate", "example", "--verbose")
+    assert res.exit_code == 0, res.output  # a site checked away from the host is valid
+    lines = [line for line in res.stderr.splitlines() if "not found on this host" in line]
+    assert lines and all(line.startswith("example/site.yaml:") for line in lines), res.stderr
+    assert any("TLS cert file" in line for line in lines)
+    assert "mailplat tls self-signed" in res.stderr
+    data = json.loads(run("validate", "example", "--json").stdout)
+    codes = [d.get("code") for d in data["diagnostics"]]
+    assert "tls-file-missing" in codes
+    # With the files in place, no such warning.
+    make_self_signed(site / "tls", "mail.example.test")
+    again = run("validate", "example")
+    assert again.exit_code == 0 and "not found on this host" not in again.stderr
