@@ -28,8 +28,8 @@ from mailplat.cli.console import (
 )
 from mailplat.config.directory import Directory
 from mailplat.config.dkimkeys import check_dkim_keys
-from mailplat.config.tlsfiles import check_tls_files
 from mailplat.config.load import SiteConfig, load_site
+from mailplat.config.tlsfiles import check_tls_files
 from mailplat.core.errors import MailplatError
 from mailplat.reconcile.expect import ExpectReport, run_expectations
 
